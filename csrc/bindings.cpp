@@ -1,0 +1,188 @@
+// fastflow._C: pybind11 bindings only, one m.def per op (DESIGN.md sections 1 and 4).
+//
+// Every op takes raw data pointers (tensor.data_ptr()), sizes and strides in elements, dtype codes
+// (common.h DType) and `device`: -1 runs the CPU version, >= 0 the CUDA version on that device and
+// on `stream` (torch.cuda.current_stream().cuda_stream). C++ exceptions map to Python:
+// std::invalid_argument -> ValueError, std::runtime_error (CUDA errors) -> RuntimeError.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "ops.h"
+#ifdef FASTFLOW_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace py = pybind11;
+using namespace fastflow;
+
+namespace {
+
+#ifndef FASTFLOW_CUDA_ARCHS
+#define FASTFLOW_CUDA_ARCHS ""
+#endif
+#ifndef FASTFLOW_NVCC_VERSION
+#define FASTFLOW_NVCC_VERSION ""
+#endif
+
+template <size_t N>
+std::array<int64_t, N> strides(const std::vector<int64_t>& v, const char* op, const char* what) {
+  FF_CHECK(v.size() == N, op, what, " needs ", N, " strides, got ", v.size());
+  std::array<int64_t, N> a{};
+  for (size_t i = 0; i < N; ++i) a[i] = v[i];
+  return a;
+}
+
+void require_cuda(int device, const char* op) {
+#ifdef FASTFLOW_WITH_CUDA
+  (void)device;
+  (void)op;
+#else
+  if (device >= 0)
+    throw std::runtime_error(std::string("fastflow.") + op +
+                             ": this build of fastflow has no CUDA code (nvcc was not found when it was built); "
+                             "reinstall with nvcc on PATH or CUDA_HOME set");
+#endif
+}
+
+void normalize_pack(uintptr_t in, const std::vector<int64_t>& in_stride, int64_t B, int64_t H, int64_t W,
+                    uintptr_t out, int out_dtype, int channels, float rgb_max, uintptr_t partial, int device,
+                    int64_t stream) {
+  const char* op = "normalize_pack";
+  NormalizeParams p{};
+  p.in = reinterpret_cast<const float*>(in);
+  const auto s = strides<5>(in_stride, op, "input");
+  for (int i = 0; i < 5; ++i) p.in_stride[i] = s[i];
+  p.B = B;
+  p.H = H;
+  p.W = W;
+  p.out = reinterpret_cast<void*>(out);
+  p.out_dtype = to_dtype(out_dtype, op);
+  p.C = channels;
+  p.rgb_max = rgb_max;
+  require_cuda(device, op);
+  py::gil_scoped_release release;
+  if (device < 0) {
+    normalize_pack_cpu(p);
+  } else {
+#ifdef FASTFLOW_WITH_CUDA
+    FF_CHECK(partial != 0, op, "the CUDA version needs a workspace");
+    normalize_pack_cuda(p, reinterpret_cast<float*>(partial), device, stream);
+#endif
+  }
+  (void)partial;
+  (void)stream;
+}
+
+void upsample_flow(uintptr_t in, int in_dtype, const std::vector<int64_t>& in_stride, int64_t B, int64_t h, int64_t w,
+                   float div_flow, uintptr_t out, int device, int64_t stream) {
+  const char* op = "upsample_flow";
+  UpsampleParams p{};
+  p.in = reinterpret_cast<const void*>(in);
+  p.in_dtype = to_dtype(in_dtype, op);
+  const auto s = strides<4>(in_stride, op, "flow");
+  for (int i = 0; i < 4; ++i) p.in_stride[i] = s[i];
+  p.B = B;
+  p.h = h;
+  p.w = w;
+  p.div_flow = div_flow;
+  p.out = reinterpret_cast<float*>(out);
+  require_cuda(device, op);
+  py::gil_scoped_release release;
+  if (device < 0) {
+    upsample_flow_cpu(p);
+  } else {
+#ifdef FASTFLOW_WITH_CUDA
+    upsample_flow_cuda(p, device, stream);
+#endif
+  }
+  (void)stream;
+}
+
+void warp(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, uintptr_t flow, int flow_dtype,
+          const std::vector<int64_t>& flow_stride, int64_t B, int64_t C, int64_t H, int64_t W, uintptr_t out,
+          const std::vector<int64_t>& out_stride, uintptr_t mask, bool zeros, int device, int64_t stream) {
+  const char* op = "warp";
+  WarpParams p{};
+  p.x = reinterpret_cast<const void*>(x);
+  p.x_dtype = to_dtype(x_dtype, op);
+  p.flow = reinterpret_cast<const void*>(flow);
+  p.flow_dtype = to_dtype(flow_dtype, op);
+  const auto xs = strides<4>(x_stride, op, "x");
+  const auto fs = strides<4>(flow_stride, op, "flow");
+  const auto os = strides<4>(out_stride, op, "out");
+  for (int i = 0; i < 4; ++i) {
+    p.x_stride[i] = xs[i];
+    p.flow_stride[i] = fs[i];
+    p.out_stride[i] = os[i];
+  }
+  p.B = B;
+  p.C = C;
+  p.H = H;
+  p.W = W;
+  p.out = reinterpret_cast<void*>(out);
+  p.mask = reinterpret_cast<void*>(mask);
+  p.zeros = zeros;
+  require_cuda(device, op);
+  py::gil_scoped_release release;
+  if (device < 0) {
+    warp_cpu(p);
+  } else {
+#ifdef FASTFLOW_WITH_CUDA
+    warp_cuda(p, device, stream);
+#endif
+  }
+  (void)stream;
+}
+
+py::dict build_info() {
+  py::dict d;
+#ifdef FASTFLOW_WITH_CUDA
+  d["cuda_compiled"] = true;
+  int rt = 0;
+  cudaRuntimeGetVersion(&rt);
+  d["cuda_runtime_version"] = std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10);
+  d["cuda_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp"};
+#else
+  d["cuda_compiled"] = false;
+  d["cuda_runtime_version"] = py::none();
+  d["cuda_ops"] = std::vector<std::string>{};
+#endif
+  d["cuda_archs"] = std::string(FASTFLOW_CUDA_ARCHS);
+  d["nvcc_version"] = std::string(FASTFLOW_NVCC_VERSION);
+  d["cpu_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp"};
+#if defined(__clang__)
+  d["cxx_compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["cxx_compiler"] = std::string("gcc ") + __VERSION__;
+#endif
+  return d;
+}
+
+// Number of CUDA devices our runtime sees (0 without a driver; never raises).
+int cuda_device_count() {
+#ifdef FASTFLOW_WITH_CUDA
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+#else
+  return 0;
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastflow kernels (torch-free; see fastflow.ops for the Python API)";
+  m.def("normalize_pack", &normalize_pack, "RGB pair (B,3,2,H,W) -> normalised NHWC network input");
+  m.def("upsample_flow", &upsample_flow, "flow2 * div_flow, bilinear x4 -> (B,2,4h,4w) float32");
+  m.def("warp", &warp, "bilinear backward warp, border (Resample2d) or zeros padding");
+  m.def("build_info", &build_info, "how this extension was built");
+  m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible to the extension's runtime");
+}

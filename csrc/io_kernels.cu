@@ -1,0 +1,132 @@
+// Input prologue and output epilogue of the fused FlowNet2-S forward.
+//
+// normalize_pack: (B, 3, 2, H, W) float32 RGB 0..255, any strides  ->  NHWC [B, H, W, C] with
+//   channels (x - mean) / rgb_max of frame 0 RGB, frame 1 RGB, then zeros up to C (C = 8 lets the
+//   conv1 kernel load 16-byte vectors). The per-sample, per-colour mean over both frames is a
+//   two-pass deterministic reduction: kMeanSplits partial sums per (b, colour) written by
+//   mean_partial_kernel, summed again by every block of pack_kernel (64 floats, L2-resident). No
+//   atomics and no memset, so the pair of kernels is CUDA-graph friendly and bit-reproducible.
+// upsample_flow: flow2 [B, 2, h, w] (any strides, fp32/fp16/bf16) -> float32 [B, 2, 4h, 4w],
+//   flow2 * div_flow upsampled bilinearly (align_corners=False). One thread per output element;
+//   the input (1/16 of the output) stays in L1/L2, so the kernel runs at write bandwidth.
+#include "cuda_common.cuh"
+#include "ops.h"
+#include "upsample_math.h"
+
+namespace fastflow {
+
+namespace {
+
+constexpr int kReduceThreads = 256;
+constexpr int kPackThreads = 256;
+constexpr int kUpThreads = 256;
+
+struct InView {
+  const float* ptr;
+  int64_t s[5];
+  __device__ __forceinline__ float at(int64_t b, int c, int f, int64_t y, int64_t x) const {
+    return ptr[b * s[0] + c * s[1] + f * s[2] + y * s[3] + x * s[4]];
+  }
+};
+
+// grid (B * 3, kMeanSplits): block (bc, split) sums a contiguous range of the 2*H*W samples.
+__global__ void __launch_bounds__(kReduceThreads)
+mean_partial_kernel(InView in, int64_t H, int64_t W, float* __restrict__ partial /* [B*3, splits] */) {
+  const int64_t bc = blockIdx.x;
+  const int64_t b = bc / 3;
+  const int c = int(bc % 3);
+  const int64_t n = 2 * H * W;
+  const int64_t chunk = (n + gridDim.y - 1) / gridDim.y;
+  const int64_t lo = blockIdx.y * chunk;
+  const int64_t hi = lo + chunk < n ? lo + chunk : n;
+  float acc = 0.f;
+  for (int64_t k = lo + threadIdx.x; k < hi; k += blockDim.x) {
+    const int f = int(k / (H * W));
+    const int64_t r = k - f * H * W;
+    acc += in.at(b, c, f, r / W, r % W);
+  }
+  __shared__ float red[kReduceThreads / 32];
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    acc = threadIdx.x < kReduceThreads / 32 ? red[threadIdx.x] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (threadIdx.x == 0) partial[bc * gridDim.y + blockIdx.y] = acc;
+  }
+}
+
+// One thread per output pixel: 6 strided loads, C stores (contiguous, one 16-byte vector for C=8
+// in 16-bit types).
+template <typename OutT>
+__global__ void __launch_bounds__(kPackThreads)
+pack_kernel(InView in, int64_t B, int64_t H, int64_t W, int C, float inv_rgb_max,
+            const float* __restrict__ partial /* [B*3, splits] */, OutT* __restrict__ out /* [B, H, W, C] */) {
+  const int64_t pix = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t b = blockIdx.y;
+  __shared__ float mean[3];
+  if (threadIdx.x < 3) {
+    // Same summation order in every block, so all blocks agree on the mean bit for bit.
+    const float* p = partial + (b * 3 + threadIdx.x) * kMeanSplits;
+    double s = 0.0;
+    for (int k = 0; k < kMeanSplits; ++k) s += p[k];
+    mean[threadIdx.x] = float(s / double(2 * H * W));
+  }
+  __syncthreads();
+  if (pix >= H * W) return;
+  const int64_t y = pix / W, x = pix % W;
+  OutT* o = out + (b * H * W + pix) * C;
+  for (int f = 0; f < 2; ++f)
+    for (int c = 0; c < 3; ++c) store_f(o + f * 3 + c, (in.at(b, c, f, y, x) - mean[c]) * inv_rgb_max);
+  for (int c = 6; c < C; ++c) store_f(o + c, 0.f);
+}
+
+template <typename InT>
+__global__ void __launch_bounds__(kUpThreads)
+upsample_flow_kernel(const InT* __restrict__ in /* [B, 2, h, w] strided */, int64_t s0, int64_t s1, int64_t s2,
+                     int64_t s3, int64_t B, int64_t h, int64_t w, float div_flow,
+                     float* __restrict__ out /* [B, 2, 4h, 4w] */) {
+  const int64_t H = 4 * h, W = 4 * w;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= B * 2 * H * W) return;
+  const int64_t x = idx % W;
+  const int64_t y = (idx / W) % H;
+  const int64_t bc = idx / (H * W);
+  const InT* plane = in + (bc / 2) * s0 + (bc % 2) * s1;
+  const UpTap ty = up4_tap(y, h), tx = up4_tap(x, w);
+  const float top = (1.f - tx.l1) * load_f(plane + ty.i0 * s2 + tx.i0 * s3) + tx.l1 * load_f(plane + ty.i0 * s2 + tx.i1 * s3);
+  const float bot = (1.f - tx.l1) * load_f(plane + ty.i1 * s2 + tx.i0 * s3) + tx.l1 * load_f(plane + ty.i1 * s2 + tx.i1 * s3);
+  out[idx] = div_flow * ((1.f - ty.l1) * top + ty.l1 * bot);
+}
+
+}  // namespace
+
+void normalize_pack_cuda(const NormalizeParams& p, float* partial, int device, int64_t stream) {
+  const char* op = "normalize_pack";
+  FF_CHECK(p.C == 6 || p.C == 8, op, "channels must be 6 or 8, got ", p.C);
+  FF_CHECK(p.B <= 65535, op, "batch ", p.B, " exceeds the grid limit of 65535");
+  if (p.B == 0 || p.H == 0 || p.W == 0) return;
+  cudaStream_t st = prepare_launch(device, stream, op);
+  InView in{p.in, {p.in_stride[0], p.in_stride[1], p.in_stride[2], p.in_stride[3], p.in_stride[4]}};
+  mean_partial_kernel<<<dim3(unsigned(p.B * 3), kMeanSplits), kReduceThreads, 0, st>>>(in, p.H, p.W, partial);
+  launch_check(op);
+  const dim3 grid(ceil_div(p.H * p.W, kPackThreads), unsigned(p.B));
+  FF_DISPATCH_CUDA(p.out_dtype, T, op,
+                   pack_kernel<T><<<grid, kPackThreads, 0, st>>>(in, p.B, p.H, p.W, p.C, 1.f / p.rgb_max, partial,
+                                                                 static_cast<T*>(p.out)));
+  launch_check(op);
+}
+
+void upsample_flow_cuda(const UpsampleParams& p, int device, int64_t stream) {
+  const char* op = "upsample_flow";
+  if (p.B == 0 || p.h == 0 || p.w == 0) return;
+  cudaStream_t st = prepare_launch(device, stream, op);
+  const int64_t n = p.B * 2 * 16 * p.h * p.w;
+  FF_DISPATCH_CUDA(p.in_dtype, T, op,
+                   upsample_flow_kernel<T><<<ceil_div(n, kUpThreads), kUpThreads, 0, st>>>(
+                       static_cast<const T*>(p.in), p.in_stride[0], p.in_stride[1], p.in_stride[2], p.in_stride[3],
+                       p.B, p.h, p.w, p.div_flow, p.out));
+  launch_check(op);
+}
+
+}  // namespace fastflow

@@ -1,0 +1,136 @@
+"""Build of fastflow._C: a torch-free pybind11 extension (DESIGN.md section 4).
+
+The C++ sources (bindings + CPU ops) are always built. When nvcc is found (CUDA_HOME/bin/nvcc or
+PATH) and FASTFLOW_NO_CUDA is not set, every csrc/*.cu is compiled by nvcc for the architectures in
+FASTFLOW_CUDA_ARCHS (default "80;86;89;90", plus PTX of the newest so later GPUs can JIT it) and
+linked with the static CUDA runtime, so importing needs neither a GPU nor a driver. nvcc jobs run in
+parallel (FASTFLOW_BUILD_JOBS, default: the CPU count).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pybind11.setup_helpers import Pybind11Extension
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "csrc"
+DEFAULT_ARCHS = "80;86;89;90"
+
+
+def log(msg: str) -> None:
+    print(f"fastflow build: {msg}", flush=True)
+
+
+def find_nvcc():
+    if os.environ.get("FASTFLOW_NO_CUDA", "") not in ("", "0"):
+        log("FASTFLOW_NO_CUDA is set: building the CPU-only extension")
+        return None
+    candidates = []
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            candidates.append(Path(os.environ[var]) / "bin" / "nvcc")
+    which = shutil.which("nvcc")
+    if which:
+        candidates.append(Path(which))
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return str(c)
+    log("nvcc not found (set CUDA_HOME or put nvcc on PATH): building the CPU-only extension")
+    return None
+
+
+def cuda_layout(nvcc: str):
+    """(version, include dir, library dir) of the toolkit behind `nvcc` (which may be a wrapper)."""
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"V(\d+\.\d+\.\d+)", out) or re.search(r"release (\d+\.\d+)", out)
+    version = m.group(1) if m else "unknown"
+    dry = subprocess.run([nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull], capture_output=True, text=True)
+    top = None
+    for line in (dry.stdout + dry.stderr).splitlines():
+        m = re.match(r"#\$ TOP=(.*)$", line.strip())
+        if m:
+            top = Path(m.group(1)).resolve()
+    if top is None:
+        top = Path(nvcc).resolve().parent.parent
+    incs = [d for d in (top / "include", top / "targets" / "x86_64-linux" / "include") if (d / "cuda_runtime.h").exists()]
+    libs = [d for d in (top / "lib64", top / "lib", top / "targets" / "x86_64-linux" / "lib") if (d / "libcudart_static.a").exists()]
+    if not incs or not libs:
+        raise RuntimeError(f"fastflow build: found nvcc at {nvcc} but not cuda_runtime.h / libcudart_static.a under {top}")
+    return version, str(incs[0]), str(libs[0])
+
+
+def gencode_flags(archs: str):
+    """'80;86;90' -> -gencode flags for each SASS target plus PTX of the newest."""
+    items = [a.strip() for a in archs.replace(",", ";").split(";") if a.strip()]
+    if not items:
+        raise RuntimeError("FASTFLOW_CUDA_ARCHS is empty")
+    flags = []
+    for a in items:
+        if not re.fullmatch(r"\d+[af]?", a):
+            raise RuntimeError(f"FASTFLOW_CUDA_ARCHS entry {a!r} is not like 80, 90 or 90a")
+        flags += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
+    newest = max(items, key=lambda a: int(re.match(r"\d+", a).group(0)))
+    if not newest.endswith(("a", "f")):  # arch-specific features have no forward-compatible PTX
+        flags += ["-gencode", f"arch=compute_{newest},code=compute_{newest}"]
+    return items, flags
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        ext = self.extensions[0]
+        nvcc = find_nvcc()
+        archs = ""
+        version = ""
+        if nvcc is not None:
+            version, inc, libdir = cuda_layout(nvcc)
+            archs = os.environ.get("FASTFLOW_CUDA_ARCHS", DEFAULT_ARCHS)
+            items, gencode = gencode_flags(archs)
+            log(f"nvcc {version} at {nvcc}; CUDA archs {';'.join(items)} (+PTX)")
+            objects = self.compile_cuda(nvcc, gencode, inc)
+            ext.extra_objects += objects
+            ext.include_dirs.append(inc)
+            ext.library_dirs.append(libdir)
+            ext.libraries += ["cudart_static", "rt", "pthread", "dl"]
+            ext.define_macros.append(("FASTFLOW_WITH_CUDA", "1"))
+        ext.define_macros += [("FASTFLOW_CUDA_ARCHS", f'"{archs}"'), ("FASTFLOW_NVCC_VERSION", f'"{version}"')]
+        super().build_extensions()
+
+    def compile_cuda(self, nvcc, gencode, inc):
+        sources = sorted(CSRC.glob("*.cu"))
+        out_dir = Path(self.build_temp) / "cuda"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        jobs = int(os.environ.get("FASTFLOW_BUILD_JOBS", os.cpu_count() or 1))
+        extra = os.environ.get("FASTFLOW_NVCC_FLAGS", "").split()
+
+        def one(src: Path) -> str:
+            obj = out_dir / (src.stem + ".o")
+            cmd = [nvcc, "-c", str(src), "-o", str(obj), "-std=c++17", "-O3", "-I", str(CSRC), "-I", inc,
+                   "-Xcompiler", "-fPIC", "--expt-relaxed-constexpr", "-DFASTFLOW_WITH_CUDA=1",
+                   "-Xptxas", "-warn-spills", "-Werror", "cross-execution-space-call", *gencode, *extra]
+            log(f"nvcc {src.name}")
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.stdout.strip() or r.stderr.strip():
+                print(r.stdout + r.stderr, flush=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"nvcc failed on {src.name}:\n" + " ".join(cmd))
+            return str(obj)
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(one, sources))
+
+
+ext = Pybind11Extension(
+    "fastflow._C",
+    sorted(str(p.relative_to(ROOT)) for p in [CSRC / "bindings.cpp", *CSRC.glob("cpu/*.cpp")]),
+    include_dirs=[str(CSRC)],
+    cxx_std=17,
+    extra_compile_args=["-O3"],
+)
+
+setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
