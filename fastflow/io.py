@@ -232,7 +232,7 @@ def _unfilter(filtered: np.ndarray, filter_types: np.ndarray, bpp: int) -> np.nd
     height, width = filtered.shape[:2]
     if np.all(filter_types <= 1):
         # None and Sub rows do not depend on the previous row: Sub is a running sum mod 256 along
-        # the row, so the whole image decodes at once (this is what our writer and OpenCV produce).
+        # the row, so the whole image decodes at once (our writer uses Sub on every row).
         out = filtered.copy()
         sub = filter_types == 1
         out[sub] = np.cumsum(filtered[sub], axis=1, dtype=np.uint8)
@@ -249,6 +249,7 @@ def _unfilter(filtered: np.ndarray, filter_types: np.ndarray, bpp: int) -> np.nd
         a = recon[y + 1, x]
         b = recon[y, x + 1]
         c = recon[y, x]
+        # Paeth distances |p - a|, |p - b|, |p - c| with p = a + b - c, simplified.
         pa = np.abs(b - c)
         pb = np.abs(a - c)
         pc = np.abs(a + b - 2 * c)
