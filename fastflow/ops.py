@@ -55,56 +55,69 @@ def _same_device(op: str, **tensors: torch.Tensor) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@torch.library.custom_op("fastflow::normalize_pack", mutates_args=())
-def _normalize_pack_op(pair: torch.Tensor, rgb_max: float, channels: int, dtype_code: int) -> torch.Tensor:
+@torch.library.custom_op("fastflow::normalize_pack", mutates_args=("out",))
+def _normalize_pack_op(pair: torch.Tensor, rgb_max: float, out: torch.Tensor) -> None:
     b, _, _, h, w = pair.shape
-    dtype = next(k for k, v in DTYPE_CODES.items() if v == dtype_code)
-    out = torch.empty((b, channels, h, w), dtype=dtype, device=pair.device, memory_format=torch.channels_last)
     device, stream = _device_args(pair)
     partial = 0
     if device >= 0:
         ws = torch.empty(b * 3 * MEAN_SPLITS, dtype=torch.float32, device=pair.device)
         partial = ws.data_ptr()
     _backend.load().normalize_pack(
-        pair.data_ptr(), list(pair.stride()), b, h, w, out.data_ptr(), dtype_code, channels, float(rgb_max),
-        partial, device, stream,
+        pair.data_ptr(), list(pair.stride()), b, h, w, out.data_ptr(), DTYPE_CODES[out.dtype], out.shape[1],
+        float(rgb_max), partial, device, stream,
     )
-    return out
 
 
 @_normalize_pack_op.register_fake
-def _(pair, rgb_max, channels, dtype_code):
-    b, _, _, h, w = pair.shape
-    dtype = next(k for k, v in DTYPE_CODES.items() if v == dtype_code)
-    return pair.new_empty((b, channels, h, w), dtype=dtype).contiguous(memory_format=torch.channels_last)
+def _(pair, rgb_max, out):
+    return None
 
 
 def normalize_pack(
-    pair: torch.Tensor, rgb_max: float = 255.0, channels: int = 6, dtype: torch.dtype = torch.float32
+    pair: torch.Tensor,
+    rgb_max: float = 255.0,
+    channels: int = 6,
+    dtype: torch.dtype = torch.float32,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """``(B, 3, 2, H, W)`` RGB pair (0..rgb_max) -> ``(B, channels, H, W)`` normalised input, NHWC memory.
 
     Subtracts the per-sample, per-colour mean over both frames, divides by ``rgb_max`` and puts
     frame 0's RGB in channels 0..2, frame 1's in 3..5; ``channels=8`` appends two zero channels
     (the CUDA conv1 layout). Any H, W and strides; non-float32 input is converted to float32 first.
+    ``out``: an existing contiguous channels_last ``(B, channels, H, W)`` tensor to write (its dtype
+    wins over ``dtype``); it is returned.
     """
     op = "normalize_pack"
     _check_tensor("pair", op, pair)
     if pair.dim() != 5 or pair.shape[1] != 3 or pair.shape[2] != 2:
         raise ValueError(f"fastflow.{op}: expected a (B, 3, 2, H, W) image pair, got shape {tuple(pair.shape)}")
-    if channels not in (6, 8):
-        raise ValueError(f"fastflow.{op}: channels must be 6 or 8, got {channels}")
-    if dtype not in DTYPE_CODES:
-        raise ValueError(f"fastflow.{op}: dtype must be float32, float16 or bfloat16, got {dtype}")
     if not pair.is_floating_point():
         raise ValueError(f"fastflow.{op}: the pair must be a floating-point tensor, got {pair.dtype}")
     if rgb_max <= 0:
         raise ValueError(f"fastflow.{op}: rgb_max must be positive, got {rgb_max}")
+    b, _, _, h, w = pair.shape
+    if out is None:
+        if channels not in (6, 8):
+            raise ValueError(f"fastflow.{op}: channels must be 6 or 8, got {channels}")
+        if dtype not in DTYPE_CODES:
+            raise ValueError(f"fastflow.{op}: dtype must be float32, float16 or bfloat16, got {dtype}")
+        out = torch.empty((b, channels, h, w), dtype=dtype, device=pair.device, memory_format=torch.channels_last)
+    else:
+        _check_tensor("out", op, out)
+        _check_float("out", op, out)
+        if out.dim() != 4 or out.shape[0] != b or out.shape[1] not in (6, 8) or tuple(out.shape[2:]) != (h, w):
+            raise ValueError(f"fastflow.{op}: out must be ({b}, 6 or 8, {h}, {w}), got {tuple(out.shape)}")
+        if not out.is_contiguous(memory_format=torch.channels_last):
+            raise ValueError(f"fastflow.{op}: out must be contiguous in channels_last memory")
+        _same_device(op, pair=pair, out=out)
     if pair.dtype != torch.float32:
         pair = pair.float()
-    if pair.shape[0] > 65535 and pair.is_cuda:
-        raise ValueError(f"fastflow.{op}: batch {pair.shape[0]} exceeds 65535")
-    return _normalize_pack_op(pair, float(rgb_max), int(channels), DTYPE_CODES[dtype])
+    if pair.is_cuda and b > 65535:
+        raise ValueError(f"fastflow.{op}: batch {b} exceeds 65535")
+    _normalize_pack_op(pair, float(rgb_max), out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
