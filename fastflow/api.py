@@ -1,0 +1,114 @@
+"""``fastflow.estimate_flow``: flow between two images of any size."""
+from __future__ import annotations
+
+from typing import Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["estimate_flow", "network_size", "to_image_tensor"]
+
+
+def network_size(height: int, width: int) -> Tuple[int, int]:
+    """The size the network runs at: height and width rounded to the nearest multiple of 64 (>= 64)."""
+    return max(64, int(round(height / 64.0)) * 64), max(64, int(round(width / 64.0)) * 64)
+
+
+def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
+    """Convert one image or a batch to a float ``(B, 3, H, W)`` tensor (values unchanged).
+
+    Accepts ``(H, W, 3)`` / ``(B, H, W, 3)`` numpy arrays or tensors, PIL images, and tensors in
+    ``(3, H, W)`` / ``(B, 3, H, W)`` layout (used when the last dim is not 3). Returns the tensor and
+    the kind of the input ("numpy", "pil", "tensor", with "-batch" appended for batches).
+    """
+    kind = "tensor"
+    if not isinstance(img, (np.ndarray, torch.Tensor)):
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover - pillow is a dependency
+            Image = None
+        if Image is not None and isinstance(img, Image.Image):
+            if img.mode not in ("RGB", "L", "RGBA", "P"):
+                img = img.convert("RGB")
+            arr = np.asarray(img)
+            if arr.ndim == 2 or arr.shape[-1] != 3:
+                raise ValueError(
+                    f"{name}: a PIL image in mode {img.mode!r} ({'x'.join(map(str, arr.shape))}) is not RGB; "
+                    "convert it with .convert('RGB')"
+                )
+            img, kind = arr, "pil"
+        else:
+            raise TypeError(f"{name}: expected a numpy array, a PIL image or a torch.Tensor, got {type(img).__name__}")
+    if isinstance(img, np.ndarray):
+        kind = "pil" if kind == "pil" else "numpy"
+        if img.dtype == np.bool_ or not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
+            raise ValueError(f"{name}: unsupported dtype {img.dtype}; use uint8 (0..255) or float (0..255)")
+        t = torch.from_numpy(np.ascontiguousarray(img))
+    else:
+        t = img
+        if t.dtype == torch.bool or t.is_complex():
+            raise ValueError(f"{name}: unsupported dtype {t.dtype}; use uint8 (0..255) or float (0..255)")
+    if t.dim() not in (3, 4):
+        raise ValueError(f"{name}: expected an (H, W, 3) image or a (B, H, W, 3) batch, got shape {tuple(t.shape)}")
+    batch = t.dim() == 4
+    if t.shape[-1] == 3:
+        t = t.permute(0, 3, 1, 2) if batch else t.permute(2, 0, 1)
+    elif t.shape[-3] == 3 and kind == "tensor":
+        pass
+    else:
+        raise ValueError(
+            f"{name}: expected 3 colour channels (H, W, 3), got shape {tuple(t.shape)}; convert greyscale or "
+            "RGBA images to RGB first"
+        )
+    if not batch:
+        t = t.unsqueeze(0)
+    if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
+        raise ValueError(f"{name}: empty image or batch (shape {tuple(t.shape)})")
+    return t.float(), kind + ("-batch" if batch else "")
+
+
+def estimate_flow(model: torch.nn.Module, img1, img2):
+    """Optical flow from ``img1`` to ``img2``, any size: ``(H, W, 2)`` (u, v) in pixels.
+
+    ``img1``, ``img2``: ``(H, W, 3)`` RGB images (uint8 0..255, or float 0..255) as numpy arrays,
+    PIL images or tensors (CPU or CUDA; ``(3, H, W)`` tensors too), or batches ``(B, H, W, 3)``,
+    which give ``(B, H, W, 2)``. Both must have the same size. Numpy/PIL input gives a numpy array,
+    tensor input a float32 tensor on the input's device.
+
+    FlowNet2-S needs sides that are multiples of 64, so both images are resized bilinearly
+    (antialiased when shrinking) to the nearest multiples of 64 (``network_size``), the network runs
+    there, and its flow is resized back to ``H x W`` with u scaled by ``W / W64`` and v by ``H / H64``,
+    so the flow is in pixels of the original images.
+    """
+    a, kind_a = to_image_tensor(img1, "img1")
+    b, kind_b = to_image_tensor(img2, "img2")
+    if a.shape != b.shape:
+        raise ValueError(f"img1 and img2 differ in size: {tuple(a.shape)} vs {tuple(b.shape)} (as (B, 3, H, W))")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a FlowNet2S module, got {type(model).__name__}")
+    param = next(model.parameters())
+    out_device = a.device
+    _, _, h, w = a.shape
+    h64, w64 = network_size(h, w)
+    pair = torch.stack((a, b), dim=2).to(param.device)  # (B, 3, 2, H, W)
+    if (h64, w64) != (h, w):
+        flat = pair.flatten(1, 2)
+        flat = F.interpolate(flat, size=(h64, w64), mode="bilinear", align_corners=False, antialias=(h64 < h or w64 < w))
+        pair = flat.unflatten(1, (3, 2))
+    was_training = model.training
+    model.eval()  # the eval forward gives full-resolution flow in pixels
+    try:
+        with torch.no_grad():
+            flow = model(pair.contiguous()).float()
+    finally:
+        model.train(was_training)
+    if (h64, w64) != (h, w):
+        flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+        flow = flow * torch.tensor([w / w64, h / h64], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+    flow = flow.permute(0, 2, 3, 1).to(out_device)
+    if not kind_a.endswith("-batch"):
+        flow = flow[0]
+    if kind_a.startswith(("numpy", "pil")):
+        return flow.contiguous().cpu().numpy()
+    return flow.contiguous()
