@@ -11,8 +11,9 @@ __all__ = ["estimate_flow", "network_size", "to_image_tensor"]
 
 
 def network_size(height: int, width: int) -> Tuple[int, int]:
-    """The size the network runs at: height and width rounded to the nearest multiple of 64 (>= 64)."""
-    return max(64, int(round(height / 64.0)) * 64), max(64, int(round(width / 64.0)) * 64)
+    """The size the network runs at: height and width rounded to the nearest multiple of 64 (halves
+    round up; at least 64)."""
+    return max(64, (height + 32) // 64 * 64), max(64, (width + 32) // 64 * 64)
 
 
 def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
@@ -44,7 +45,8 @@ def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
         kind = "pil" if kind == "pil" else "numpy"
         if img.dtype == np.bool_ or not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
             raise ValueError(f"{name}: unsupported dtype {img.dtype}; use uint8 (0..255) or float (0..255)")
-        t = torch.from_numpy(np.ascontiguousarray(img))
+        img = np.ascontiguousarray(img)
+        t = torch.from_numpy(img if img.flags.writeable else img.copy())
     else:
         t = img
         if t.dtype == torch.bool or t.is_complex():

@@ -344,7 +344,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args.func(args)
     except CLIError as e:
         print(f"fastflow: error: {e}", file=sys.stderr)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except (ValueError, TypeError, ImportError, OSError) as e:
         print(f"fastflow: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
     except KeyboardInterrupt:
         print("fastflow: interrupted", file=sys.stderr)

@@ -80,18 +80,15 @@ def load_checkpoint_state(path, trusted: bool = False) -> Dict[str, torch.Tensor
         else:
             import numpy as np
 
-            # The official file stores best_EPE as a numpy scalar: allow exactly those types.
-            safe = [np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64))]
+            # The official file stores best_EPE as a numpy scalar (pickled by numpy 1 under the
+            # name numpy.core.multiarray.scalar): allow exactly those types, under both names.
             try:
-                safe.append(np.core.multiarray.scalar)  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
-            try:
-                from numpy._core.multiarray import scalar as _scalar
-
-                safe.append(_scalar)
-            except ImportError:
-                pass
+                from numpy._core.multiarray import scalar as np_scalar
+            except ImportError:  # numpy < 2
+                from numpy.core.multiarray import scalar as np_scalar
+            safe = [np.dtype, np_scalar, (np_scalar, "numpy.core.multiarray.scalar"),
+                    (np_scalar, "numpy._core.multiarray.scalar")]
+            safe += [type(np.dtype(t)) for t in (np.float32, np.float64, np.int64)]
             with torch.serialization.safe_globals(safe):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt / foreign files

@@ -1,0 +1,41 @@
+"""Shared test helpers: real-photo image pairs, relative errors, CUDA skips."""
+import numpy as np
+import pytest
+import torch
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to PyTorch)")
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64 (DESIGN.md section 7)."""
+    out, ref = out.double(), ref.double()
+    return float((out - ref).norm() / ref.norm().clamp_min(1e-300))
+
+
+def motorcycle_pair(height: int, width: int, batch: int = 1, device="cpu") -> torch.Tensor:
+    """``(B, 3, 2, H, W)`` float32 0..255 from scikit-image's Middlebury motorcycle stereo pair
+    (real photographs with real disparity), resized to cover H x W and cropped; batch items are
+    different crops. Falls back to fastflow's shipped photo when scikit-image is missing."""
+    try:
+        from skimage import data
+    except ImportError:
+        from fastflow.bench import sample_pair
+
+        return sample_pair(height, width, batch, device)
+    left, right, _ = data.stereo_motorcycle()
+    img = torch.from_numpy(np.stack((left, right))).permute(0, 3, 1, 2).float()  # (2, 3, h, w)
+    scale = max((height + 8 * batch) / img.shape[2], (width + 8 * batch) / img.shape[3])
+    size = (int(np.ceil(img.shape[2] * scale)), int(np.ceil(img.shape[3] * scale)))
+    img = torch.nn.functional.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
+    crops = [img[:, :, 8 * i : 8 * i + height, 8 * i : 8 * i + width] for i in range(batch)]
+    pair = torch.stack([c.permute(1, 0, 2, 3) for c in crops])  # (B, 3, 2, H, W)
+    return pair.clamp(0, 255).contiguous().to(device)
+
+
+@pytest.fixture(scope="session")
+def weights():
+    """One random FlowNet2-S state dict (seeded), shared by the model tests."""
+    from fastflow.reference import FlowNet2S
+
+    torch.manual_seed(1234)
+    return FlowNet2S().state_dict()
