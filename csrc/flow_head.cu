@@ -342,9 +342,9 @@ FF_FLOW_HEAD_INSTANTIATE_DTYPE(BFloat16)
 void flow_head_cuda(const FlowHeadParams& p, int device, int64_t stream) {
   const char* op = "flow_head";
   FF_CHECK(p.C > 0, op, "x needs at least one channel");
-  FF_CHECK(!p.has_up || p.out != nullptr, op, "an upsample weight needs an output buffer");
   FF_CHECK(9 * p.C <= 0x7FFFFFFF / 4, op, "x has too many channels (", p.C, ")");
   if (p.B == 0 || p.h == 0 || p.w == 0) return;
+  FF_CHECK(!p.has_up || p.out != nullptr, op, "an upsample weight needs an output buffer");
   cudaStream_t st = prepare_launch(device, stream, op);
   FF_DISPATCH_CUDA(p.dtype, T, op,
                    FF_BOOL_SWITCH(vector_ok<T>(p), kVector,

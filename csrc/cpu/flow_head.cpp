@@ -107,8 +107,8 @@ void flow_head_impl(const FlowHeadParams& p) {
 
 void flow_head_cpu(const FlowHeadParams& p) {
   FF_CHECK(p.C > 0, "flow_head", "x needs at least one channel");
-  FF_CHECK(!p.has_up || p.out != nullptr, "flow_head", "an upsample weight needs an output buffer");
   if (p.B == 0 || p.h == 0 || p.w == 0) return;
+  FF_CHECK(!p.has_up || p.out != nullptr, "flow_head", "an upsample weight needs an output buffer");
   FF_DISPATCH_HOST(p.dtype, T, "flow_head", flow_head_impl<T>(p));
 }
 
