@@ -12,8 +12,9 @@
 // (9*C multiply-adds per 2*C input bytes), not by arithmetic. Plain FFMA at fp32 also gives the
 // strict-fp32 result for fp32 inputs (TF32 would buy nothing here).
 //
-// One block = one tile of kTileH x kTileW low-res pixels (runtime: the launcher shrinks the tile
-// until the grid fills the GPU, the coarse heads are only 7x16 pixels at 448x1024). With an
+// One block = one tile of th x tw low-res pixels (runtime, at most kMaxTileH x kMaxTileW: the
+// launcher shrinks the tile until the grid fills the GPU; the coarse heads are only 7x16 pixels at
+// 448x1024). With an
 // upsample the block computes the flow of the tile plus a one-pixel halo (the transposed conv of
 // pixel (m, n) needs the flow of its 8 neighbours) into shared memory, then the 2x upsampled tile.
 // Recomputing the halo costs (th+2)(tw+2)/(th*tw) extra flow work, a cheap price for one kernel
@@ -33,10 +34,6 @@
 #include "flow_head.h"
 #include "flow_head_math.h"
 
-namespace fastflow {
-
-namespace {
-
 // FF_BOOL_SWITCH(cond, NAME, body): body with `constexpr bool NAME` equal to cond.
 #define FF_BOOL_SWITCH(COND, NAME, ...)   \
   do {                                    \
@@ -49,6 +46,10 @@ namespace {
     }                                     \
   } while (0)
 
+namespace fastflow {
+
+namespace {
+
 template <typename T, bool kVector>
 struct FlowHeadTraits {
   static constexpr int kThreads = 256;
@@ -56,14 +57,19 @@ struct FlowHeadTraits {
   // Pixels per work item: each weight fetched from shared memory feeds kPix pixels. 8 keeps
   // 16 accumulators + 2*kVec weights + kPix pointers under ~100 registers (no spills, 2 blocks/SM).
   static constexpr int kPix = 8;
+  // Two resident blocks per SM (smem allows it up to C ~ 1400 on A100): the register budget is
+  // then 128 per thread. Without the bound ptxas for sm_90 settles at 80 and spills.
+  static constexpr int kMinBlocks = 2;
   static constexpr int kVec = kVector ? int(16 / sizeof(T)) : 1;
   // Largest tile the launcher uses; with a halo it is (8+2) x (16+2) = 180 flows in smem.
   static constexpr int kMaxTileH = 8;
   static constexpr int kMaxTileW = 16;
   static_assert(kThreads % 32 == 0, "whole warps");
   static_assert(kVec == 1 || kVec * sizeof(T) == 16, "vector loads are 16 bytes");
-  static_assert(kVec == 1 || (2 * kVec) % 4 == 0, "a lane's weights are whole float4s");
-  static_assert(kMaxTileH * kMaxTileW <= kThreads, "upsample phase: one thread per tile pixel");
+  // float4s of weights per lane and k-step (2 outputs x kVec channels); vector path only.
+  static constexpr int kQuads = kVector ? 2 * kVec / 4 : 0;
+  static_assert(!kVector || kQuads * 4 == 2 * kVec, "a lane's weights are whole float4s");
+  static_assert(kMaxTileH * kMaxTileW <= kThreads, "upsample phase: one pass over the tile");
 };
 
 struct Tiling {
@@ -103,7 +109,7 @@ __device__ __forceinline__ void load_x(const T* __restrict__ src, float (&v)[kVe
 }
 
 template <typename T, bool kVector, bool kUp>
-__global__ void __launch_bounds__(FlowHeadTraits<T, kVector>::kThreads)
+__global__ void __launch_bounds__(FlowHeadTraits<T, kVector>::kThreads, FlowHeadTraits<T, kVector>::kMinBlocks)
 flow_head_kernel(const FlowHeadParams p, const Tiling t) {
   using Tr = FlowHeadTraits<T, kVector>;
   constexpr int kVec = Tr::kVec;
@@ -127,18 +133,29 @@ flow_head_kernel(const FlowHeadParams p, const Tiling t) {
   const int64_t b = tile / t.tiles_h;
   const int64_t y0 = int64_t(tile_y) * t.th - kHalo, x0 = int64_t(tile_x) * t.tw - kHalo;
 
-  // Packed weights -> smem; float4 copies when the tensor is 16-byte aligned.
+  // Packed weights -> smem. The vector path re-lays the conv weight out as
+  // [9][kQuads][n_chunks][float4] (kQuads float4s per lane and k-step): in the k-loop the lanes
+  // read consecutive chunks, so quad j of a warp's 32 chunks is 512 contiguous bytes and each
+  // LDS.128 is conflict-free. In the packed [9][C][2] order lanes would sit 2*kVec floats apart
+  // (a 4-way bank conflict for 16-bit inputs). Bias and upsample weight keep their offsets.
   const int n_packed = int(flow_head_packed_size(p.C, kUp));
-  if ((reinterpret_cast<uintptr_t>(p.packed) & 15u) == 0) {
-    const float4* src = reinterpret_cast<const float4*>(p.packed);
-    for (int i = tid; i < n_packed / 4; i += Tr::kThreads) smem4[i] = __ldg(src + i);
-    for (int i = (n_packed / 4) * 4 + tid; i < n_packed; i += Tr::kThreads) w_s[i] = __ldg(p.packed + i);
-  } else {
-    for (int i = tid; i < n_packed; i += Tr::kThreads) w_s[i] = __ldg(p.packed + i);
+  const int n_chunks = int(p.C / kVec);
+  const bool packed_aligned = (reinterpret_cast<uintptr_t>(p.packed) & 15u) == 0;
+  int copied = 0;
+  if constexpr (kVec > 1) {
+    const int n_quads = 9 * n_chunks * Tr::kQuads;
+    for (int u = tid; u < n_quads; u += Tr::kThreads) {
+      const int chunk = u % n_chunks, tq = u / n_chunks;
+      const float* src = p.packed + flow_head_weight_index(tq / Tr::kQuads, int64_t(chunk) * kVec, 0, p.C) +
+                         (tq % Tr::kQuads) * 4;
+      smem4[u] = packed_aligned ? __ldg(reinterpret_cast<const float4*>(src))
+                                : make_float4(__ldg(src), __ldg(src + 1), __ldg(src + 2), __ldg(src + 3));
+    }
+    copied = n_quads * 4;
   }
+  for (int i = copied + tid; i < n_packed; i += Tr::kThreads) w_s[i] = __ldg(p.packed + i);
   __syncthreads();
 
-  const int n_chunks = int(p.C / kVec);
   const int K = 9 * n_chunks;
   const int k_split = (K + t.splits - 1) / t.splits;
   const int groups = (hp + kPix - 1) / kPix;
@@ -166,19 +183,19 @@ flow_head_kernel(const FlowHeadParams p, const Tiling t) {
     for (; k < k_end; k += 32) {
       const int64_t off = conv_tap_dy(tap) * p.x_stride[1] + conv_tap_dx(tap) * p.x_stride[2] + chunk * kVec;
       float wv[2 * kVec];
-      const float* wsrc = w_s + flow_head_weight_index(tap, int64_t(chunk) * kVec, 0, p.C);
       if constexpr (kVec == 1) {
-        const float2 w2 = *reinterpret_cast<const float2*>(wsrc);
+        const float2 w2 = *reinterpret_cast<const float2*>(w_s + flow_head_weight_index(tap, chunk, 0, p.C));
         wv[0] = w2.x;
         wv[1] = w2.y;
       } else {
+        const float4* wsrc = smem4 + tap * Tr::kQuads * n_chunks + chunk;
 #pragma unroll
-        for (int j = 0; j < 2 * kVec; j += 4) {
-          const float4 w4 = *reinterpret_cast<const float4*>(wsrc + j);
-          wv[j] = w4.x;
-          wv[j + 1] = w4.y;
-          wv[j + 2] = w4.z;
-          wv[j + 3] = w4.w;
+        for (int j = 0; j < Tr::kQuads; ++j) {
+          const float4 w4 = wsrc[j * n_chunks];
+          wv[4 * j] = w4.x;
+          wv[4 * j + 1] = w4.y;
+          wv[4 * j + 2] = w4.z;
+          wv[4 * j + 3] = w4.w;
         }
       }
 #pragma unroll
