@@ -12,13 +12,12 @@
 // (9*C multiply-adds per 2*C input bytes), not by arithmetic. Plain FFMA at fp32 also gives the
 // strict-fp32 result for fp32 inputs (TF32 would buy nothing here).
 //
-// One block = one tile of th x tw low-res pixels (runtime, at most kMaxTileH x kMaxTileW: the
-// launcher shrinks the tile until the grid fills the GPU; the coarse heads are only 7x16 pixels at
-// 448x1024). With an
-// upsample the block computes the flow of the tile plus a one-pixel halo (the transposed conv of
-// pixel (m, n) needs the flow of its 8 neighbours) into shared memory, then the 2x upsampled tile.
-// Recomputing the halo costs (th+2)(tw+2)/(th*tw) extra flow work, a cheap price for one kernel
-// and no second pass over global memory.
+// One block = one tile of th x tw low-res pixels (runtime, 16x16 down to 2x2: the launcher takes
+// the largest tile whose grid still gives every SM a block; the coarse heads are only 7x16 pixels
+// at 448x1024). With an upsample the block computes the flow of the tile plus a one-pixel halo
+// (the transposed conv of pixel (m, n) needs the flow of its 8 neighbours) into shared memory,
+// then the 2x upsampled tile. Recomputing the halo costs (th+2)(tw+2)/(th*tw) times the flow work
+// (1.27x at 16x16), the price of one kernel and no second pass over global memory.
 //
 // Flow phase: a warp work item is a group of kPix consecutive halo pixels and one of `splits`
 // slices of the flattened reduction index k = (tap, channel chunk of kVec elements). Lanes stride
@@ -255,8 +254,10 @@ flow_head_kernel(const FlowHeadParams p, const Tiling t) {
       const bool interior = r >= kHalo && r < kHalo + t.th && c >= kHalo && c < kHalo + t.tw;
       if (interior) *reinterpret_cast<float2*>(flow + ((b * p.h + y) * p.w + xx) * 2) = make_float2(f0, f1);
     }
-    flow_s[q * 2] = f0;
-    flow_s[q * 2 + 1] = f1;
+    if constexpr (kUp) {
+      flow_s[q * 2] = f0;
+      flow_s[q * 2 + 1] = f1;
+    }
   }
   if constexpr (kUp) {
     __syncthreads();
