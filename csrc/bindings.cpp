@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "flow_head.h"
 #include "ops.h"
 #ifdef FASTFLOW_WITH_CUDA
 #include <cuda_runtime.h>
@@ -138,6 +139,49 @@ void warp(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, uintpt
   (void)stream;
 }
 
+void flow_head(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, int64_t B, int64_t C, int64_t h,
+               int64_t w, uintptr_t packed, bool has_up, uintptr_t flow, uintptr_t out,
+               const std::vector<int64_t>& out_stride, int64_t out_channels, int64_t out_offset, int device,
+               int64_t stream) {
+  const char* op = "flow_head";
+  FlowHeadParams p{};
+  p.x = reinterpret_cast<const void*>(x);
+  p.dtype = to_dtype(x_dtype, op);
+  const auto xs = strides<4>(x_stride, op, "x");
+  FF_CHECK(xs[1] == 1 || C == 1, op, "x needs channel stride 1 (channels_last), got ", xs[1]);
+  p.x_stride[0] = xs[0];
+  p.x_stride[1] = xs[2];
+  p.x_stride[2] = xs[3];
+  p.B = B;
+  p.C = C;
+  p.h = h;
+  p.w = w;
+  p.packed = reinterpret_cast<const float*>(packed);
+  p.has_up = has_up;
+  p.flow = reinterpret_cast<float*>(flow);
+  p.out = reinterpret_cast<void*>(out);
+  if (has_up) {
+    const auto os = strides<4>(out_stride, op, "out");
+    FF_CHECK(os[1] == 1 || out_channels == 1, op, "out needs channel stride 1 (channels_last), got ", os[1]);
+    FF_CHECK(out_offset >= 0 && out_offset + 2 <= out_channels, op, "channels [", out_offset, ", ", out_offset + 2,
+             ") do not fit in out's ", out_channels, " channels");
+    p.out_stride[0] = os[0];
+    p.out_stride[1] = os[2];
+    p.out_stride[2] = os[3];
+    p.out_offset = out_offset;
+  }
+  require_cuda(device, op);
+  py::gil_scoped_release release;
+  if (device < 0) {
+    flow_head_cpu(p);
+  } else {
+#ifdef FASTFLOW_WITH_CUDA
+    flow_head_cuda(p, device, stream);
+#endif
+  }
+  (void)stream;
+}
+
 py::dict build_info() {
   py::dict d;
 #ifdef FASTFLOW_WITH_CUDA
@@ -145,7 +189,7 @@ py::dict build_info() {
   int rt = 0;
   cudaRuntimeGetVersion(&rt);
   d["cuda_runtime_version"] = std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10);
-  d["cuda_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp"};
+  d["cuda_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp", "flow_head"};
 #else
   d["cuda_compiled"] = false;
   d["cuda_runtime_version"] = py::none();
@@ -153,7 +197,7 @@ py::dict build_info() {
 #endif
   d["cuda_archs"] = std::string(FASTFLOW_CUDA_ARCHS);
   d["nvcc_version"] = std::string(FASTFLOW_NVCC_VERSION);
-  d["cpu_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp"};
+  d["cpu_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp", "flow_head"};
 #if defined(__clang__)
   d["cxx_compiler"] = std::string("clang ") + __clang_version__;
 #elif defined(__GNUC__)
@@ -183,6 +227,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("normalize_pack", &normalize_pack, "RGB pair (B,3,2,H,W) -> normalised NHWC network input");
   m.def("upsample_flow", &upsample_flow, "flow2 * div_flow, bilinear x4 -> (B,2,4h,4w) float32");
   m.def("warp", &warp, "bilinear backward warp, border (Resample2d) or zeros padding");
+  m.def("flow_head", &flow_head, "predict_flow 3x3 conv -> float32 flow, + 2->2 flow upsample into a concat slice");
   m.def("build_info", &build_info, "how this extension was built");
   m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible to the extension's runtime");
 }

@@ -312,18 +312,26 @@ def flow_head(
     out_channel_offset: int = 0,
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """predict_flow (3x3 conv to 2 channels) and, with ``up_weight`` ``(2, 2, 4, 4)``, the 2->2
-    ConvTranspose2d(k4, s2, p1, no bias) flow upsample.
+    ConvTranspose2d(k4, s2, p1, no bias) flow upsample, computed in x's dtype as the eager model does.
 
-    Returns ``(flow (B, 2, h, w), flow_up (B, 2, 2h, 2w) or None)``; with ``out`` the upsampled flow
-    is also stored into channels ``[out_channel_offset, out_channel_offset + 2)`` of ``out``.
+    ``x`` ``(B, C, h, w)`` with C >= Cin: channels beyond the weight's Cin (zero padding of a
+    fused concat buffer) are ignored. Returns ``(flow (B, 2, h, w) float32 (float64 for float64
+    input), flow_up (B, 2, 2h, 2w) in x's dtype or None)``; with ``out`` the upsampled flow is
+    stored into channels ``[out_channel_offset, out_channel_offset + 2)`` of ``out`` and
+    ``flow_up`` is that slice. ``out`` without ``up_weight`` is a ValueError.
     """
+    if up_weight is None and out is not None:
+        raise ValueError("flow_head: out was given but there is no up_weight")
+    x = x[:, : weight.shape[1]]
     flow = F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), padding=1)
+    rdt = torch.float64 if x.dtype == torch.float64 else torch.float32
     if up_weight is None:
-        return flow, None
+        return flow.to(rdt), None
     up = F.conv_transpose2d(flow, up_weight.to(x.dtype), None, stride=2, padding=1)
     if out is not None:
         out[:, out_channel_offset : out_channel_offset + 2] = up
-    return flow, up
+        up = out[:, out_channel_offset : out_channel_offset + 2]
+    return flow.to(rdt), up
 
 
 def flops_per_pair(height: int, width: int) -> float:
