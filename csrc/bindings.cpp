@@ -10,6 +10,9 @@
 #include <array>
 #include <string>
 #include <vector>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 #include "flow_head.h"
 #include "ops.h"
@@ -206,6 +209,16 @@ py::dict build_info() {
   return d;
 }
 
+// Whether the calling thread flushes denormals (x86 MXCSR FTZ and DAZ both set), so the CPU forward
+// can restore the caller's state after running with torch.set_flush_denormal(True).
+bool cpu_flush_denormal() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return (_mm_getcsr() & 0x8040u) == 0x8040u;
+#else
+  return false;
+#endif
+}
+
 // Number of CUDA devices our runtime sees (0 without a driver; never raises).
 int cuda_device_count() {
 #ifdef FASTFLOW_WITH_CUDA
@@ -230,4 +243,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("flow_head", &flow_head, "predict_flow 3x3 conv -> float32 flow, + 2->2 flow upsample into a concat slice");
   m.def("build_info", &build_info, "how this extension was built");
   m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible to the extension's runtime");
+  m.def("cpu_flush_denormal", &cpu_flush_denormal, "whether this thread flushes denormals (FTZ and DAZ)");
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The GPU suite: build, CUDA tests, compute-sanitizer on a small forward, benchmarks -> one JSON
+# record (DESIGN.md section 8) in OUTDIR (default: $OUT if set, else benchmarks/results).
+#
+#   benchmarks/gpu_suite.sh [OUTDIR] [suite.py options, e.g. --stages tests,sanitizer --compile]
+#
+# Runs offline: the build uses the machine's torch/setuptools/pybind11 (no build isolation).
+# Set FASTFLOW_COMMIT=<sha> when the tree has no .git (the device tool sends files only).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUTDIR="${1:-${OUT:-benchmarks/results}}"
+shift || true
+mkdir -p "$OUTDIR"
+export PYTHONUNBUFFERED=1
+start=$(date +%s)
+echo "== build ($(nvcc --version | tail -1))"
+if ! FASTFLOW_CUDA_ARCHS="${FASTFLOW_CUDA_ARCHS:-90}" pip install --no-build-isolation --no-deps . > "$OUTDIR/build.log" 2>&1; then
+    tail -40 "$OUTDIR/build.log"
+    echo "gpu_suite: build failed (log: $OUTDIR/build.log)"
+    exit 1
+fi
+grep -E "fastflow build|warning" "$OUTDIR/build.log" | head -20
+python -c "import fastflow, json; print(json.dumps(fastflow.build_info()))" 2>&1 | tail -1
+echo "== suite"
+python benchmarks/suite.py --out "$OUTDIR" "$@"
+rc=$?
+echo "gpu_suite: $(( $(date +%s) - start )) s, rc=$rc"
+exit $rc

@@ -1,0 +1,177 @@
+"""The GPU suite behind gpu_suite.sh: tests, compute-sanitizer, benchmarks -> one JSON record.
+
+Stages (each can be skipped; each writes its part to OUTDIR/parts/ so a suite split over several
+device calls still ends in one record): tests, sanitizer, bench, layers. The record's format is
+DESIGN.md section 8, plus the build info and the per-layer table.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from treehash import tree_hash  # noqa: E402
+
+
+def sh(cmd, timeout, **kw):
+    t0 = time.time()
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=kw.pop("cwd", "/tmp"), **kw)
+        return r.returncode, r.stdout + r.stderr, time.time() - t0
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return 124, out + f"\n[timed out after {timeout} s]", time.time() - t0
+
+
+def part(outdir, name, data=None):
+    path = os.path.join(outdir, "parts", name + ".json")
+    if data is None:
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+        return None
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+    return data
+
+
+def stage_tests(outdir, timeout):
+    junit = os.path.join(outdir, "junit.xml")
+    rc, out, dt = sh([sys.executable, "-m", "pytest", os.path.join(ROOT, "tests"), "-q", "-rfEs", "-p", "no:cacheprovider",
+                      f"--junitxml={junit}"], timeout)
+    with open(os.path.join(outdir, "tests.log"), "w") as f:
+        f.write(out)
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
+    failures = []
+    if os.path.exists(junit):
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            kinds = {c.tag for c in case}
+            if "failure" in kinds or "error" in kinds:
+                counts["failed" if "failure" in kinds else "errors"] += 1
+                failures.append(f"{case.get('classname')}::{case.get('name')}")
+            elif "skipped" in kinds:
+                counts["skipped"] += 1
+            else:
+                counts["passed"] += 1
+    measured = re.findall(r"rel err[^\n]*", out)
+    return {"tests": counts, "tests_failed": failures[:50], "tests_rc": rc, "tests_seconds": round(dt, 1),
+            "tests_measured_errors": measured[:100]}
+
+
+def stage_sanitizer(outdir, timeout, tools):
+    res = {}
+    script = os.path.join(HERE, "sanitize_forward.py")
+    for tool in tools:
+        rc, out, dt = sh(["compute-sanitizer", "--tool", tool, "--error-exitcode", "3", "--print-limit", "20",
+                          sys.executable, script], timeout)
+        with open(os.path.join(outdir, f"sanitizer_{tool}.log"), "w") as f:
+            f.write(out)
+        summary = re.search(r"ERROR SUMMARY: (\d+) error", out)
+        if rc == 0 and "sanitize_forward: done" in out:
+            res[tool] = "clean"
+        else:
+            first = next((ln.strip() for ln in out.splitlines() if "=========" in ln and ("Invalid" in ln or "Race" in ln
+                          or "Uninitialized" in ln or "error" in ln.lower())), None)
+            res[tool] = first or (f"rc={rc}: " + " | ".join(out.strip().splitlines()[-3:]))[:400]
+        if summary:
+            res[tool + "_errors"] = int(summary.group(1))
+        res[tool + "_seconds"] = round(dt, 1)
+    return {"sanitizer": res}
+
+
+def stage_bench(outdir, configs, include_compile, repeats):
+    import torch
+
+    from fastflow.bench import rows_to_dicts, run_model_bench
+
+    rows = []
+    for (b, h, w) in configs:
+        comp = include_compile and b == 1
+        print(f"bench: batch {b} {h}x{w} (torch.compile: {comp})", flush=True)
+        rs = run_model_bench(h, w, b, "cuda", warmup=5, repeats=repeats, include_compile=comp,
+                             log=lambda s: print("  " + s, flush=True))
+        rows += rows_to_dicts(rs)
+        torch.cuda.empty_cache()
+    # ratios the performance issue asks for, computed in this run
+    return {"bench": rows}
+
+
+def stage_layers(outdir):
+    try:
+        import bench_conv_layers
+    except ImportError as e:
+        return {"layers_error": f"bench_conv_layers unavailable: {e}"}
+    if not hasattr(bench_conv_layers, "run"):
+        return {"layers_error": "bench_conv_layers has no run()"}
+    return {"layers": bench_conv_layers.run()}
+
+
+def env_info():
+    import torch
+
+    import fastflow
+
+    info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "build_info": fastflow.build_info()}
+    rc, out, _ = sh(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], 30)
+    info["driver"] = out.strip().splitlines()[0] if rc == 0 and out.strip() else "unknown"
+    commit = os.environ.get("FASTFLOW_COMMIT")
+    if not commit:
+        rc, out, _ = sh(["git", "rev-parse", "HEAD"], 30, cwd=ROOT)
+        commit = out.strip() if rc == 0 else "unknown"
+    info["commit"] = commit
+    info["csrc_tree"] = tree_hash(os.path.join(ROOT, "csrc"))
+    return info
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--stages", default="tests,sanitizer,bench,layers")
+    ap.add_argument("--sanitizers", default="memcheck,racecheck,initcheck,synccheck")
+    ap.add_argument("--compile", action="store_true", help="include torch.compile max-autotune at batch 1")
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--configs", default="1x448x1024,16x448x1024,1x384x512,16x384x512")
+    ap.add_argument("--test-timeout", type=int, default=400)
+    ap.add_argument("--sanitizer-timeout", type=int, default=240)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    stages = [s for s in args.stages.split(",") if s]
+    if "tests" in stages:
+        print(json.dumps(part(args.out, "tests", stage_tests(args.out, args.test_timeout))["tests"]), flush=True)
+    if "sanitizer" in stages:
+        print(json.dumps(part(args.out, "sanitizer", stage_sanitizer(args.out, args.sanitizer_timeout, args.sanitizers.split(",")))), flush=True)
+    if "bench" in stages:
+        configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
+        part(args.out, "bench", stage_bench(args.out, configs, args.compile, args.repeats))
+    if "layers" in stages:
+        part(args.out, "layers", stage_layers(args.out))
+    record = env_info()
+    for name in ("tests", "sanitizer", "bench", "layers"):
+        p = part(args.out, name)
+        if p:
+            record.update(p)
+    record.setdefault("tests", {"passed": 0, "failed": 0, "skipped": 0})
+    record["date"] = datetime.date.today().isoformat()
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", record["gpu"]).strip("-")
+    name = f"{record['date']}-{gpu}-{record['commit'][:8]}.json"
+    with open(os.path.join(args.out, name), "w") as f:
+        json.dump(record, f, indent=1)
+    print(f"record: {os.path.join(args.out, name)}")
+    if "bench" in record:
+        from fastflow.bench import BenchRow, format_table
+
+        print(format_table([BenchRow(**r) for r in record["bench"]]))
+
+
+if __name__ == "__main__":
+    main()
