@@ -58,22 +58,24 @@ struct IgemmShape {
 FF_HOST_DEVICE int conv_out_size(int in, int k, int stride) { return (in + 2 * ((k - 1) / 2) - k) / stride + 1; }
 
 // ---- rows: GEMM row m -> the input pixel the (0, 0) tap reads, relative coordinates ---------------
+// Three 32-bit values per row (the kernels keep several rows per thread in registers): rows past M
+// get iy0 far below zero, so every tap fails the bounds check and the chunk is zero-filled.
 struct RowOrigin {
-  int64_t pix;  // b * H * W: first pixel of the sample in x
-  int iy0, ix0; // input coordinates before adding the tap's delta
-  bool valid;   // m < M
+  int pix;       // b * H * W: first pixel of the sample in x (B*H*W < 2^31, checked by the bindings)
+  int iy0, ix0;  // input coordinates before adding the tap's delta
 };
+constexpr int kInvalidRow = -(1 << 29);
 
 FF_HOST_DEVICE RowOrigin row_origin(const IgemmShape& s, int m) {
   RowOrigin r;
-  r.valid = m < s.M();
-  const int mm = r.valid ? m : 0;
+  const bool valid = m < s.M();
+  const int mm = valid ? m : 0;
   const int ox = mm % s.Wo;
   const int t = mm / s.Wo;
   const int oy = t % s.Ho;
   const int b = t / s.Ho;
-  r.pix = int64_t(b) * s.H * s.W;
-  r.iy0 = s.deconv ? oy : oy * s.stride;
+  r.pix = b * s.H * s.W;
+  r.iy0 = !valid ? kInvalidRow : s.deconv ? oy : oy * s.stride;
   r.ix0 = s.deconv ? ox : ox * s.stride;
   return r;
 }
@@ -115,13 +117,13 @@ FF_HOST_DEVICE void k_advance(const IgemmShape& s, KState& st, int step) {
 }
 
 // Element offset into x of chunk (row r, k state st) in phase z, or -1 where the tap falls outside
-// the image, past K (ky == ksize), or on a row past M: the loader zero-fills those chunks.
+// the image, past K (ky == ksize), or on a row past M (kInvalidRow): the loader zero-fills those chunks.
 FF_HOST_DEVICE int64_t a_offset(const IgemmShape& s, const RowOrigin& r, const KState& st, int z) {
-  if (!r.valid || st.ky >= s.ksize) return -1;
+  if (st.ky >= s.ksize) return -1;
   const int iy = r.iy0 + tap_delta(s, z >> 1, st.ky);
   const int ix = r.ix0 + tap_delta(s, z & 1, st.kx);
   if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) return -1;
-  return (r.pix + int64_t(iy) * s.W + ix) * s.Cx + st.c;
+  return int64_t(r.pix + iy * s.W + ix) * s.Cx + st.c;
 }
 
 // Element offset into the packed weight [Z][N][K] of chunk (n, k) in phase z, or -1 (zero-fill).
@@ -223,5 +225,23 @@ FF_HOST_DEVICE void split_range(int k_tiles, int tiles_per_split, int split, int
 FF_HOST_DEVICE int64_t ws_index(const IgemmShape& s, int split, int z, int m, int n) {
   return ((int64_t(split) * s.Z() + z) * s.M() + m) * s.N() + n;
 }
+
+// ---- one call: tensors, shape, activation, precision -------------------------------------------
+// x: [B, H, W, Cx] contiguous (Cx % 8 == 0); w: packed [Z][Cout][K] (above); bias: [Cout]
+// in the dtype of x, or null; out: [B, OH, OW, Ctot] contiguous, channels [offset, offset + Cout)
+// written, the others untouched; workspace: fp32, at least plan.workspace_elems (split-K only).
+// All tensors share `dtype`; fp32 runs TF32 tensor cores when allow_tf32, else strict fp32 FFMA.
+struct IgemmParams {
+  const void* x;
+  const void* w;
+  const void* bias;
+  void* out;
+  float* workspace;
+  int64_t workspace_elems;
+  IgemmShape shape;
+  float slope;
+  DType dtype;
+  bool allow_tf32;
+};
 
 }  // namespace fastflow

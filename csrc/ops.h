@@ -7,6 +7,8 @@
 #include <cstdint>
 
 #include "common.h"
+#include "conv_lrelu.h"
+#include "deconv_upflow.h"
 #include "igemm_math.h"
 
 namespace fastflow {
@@ -61,27 +63,9 @@ struct WarpParams {
 void warp_cpu(const WarpParams& p);
 void warp_cuda(const WarpParams& p, int device, int64_t stream);
 
-// ---- implicit-GEMM conv / transposed conv + bias + LeakyReLU into a channel slice ---------------
-// x: [B, H, W, Cx] contiguous (Cx % 8 == 0); w: packed [Z][Cout][K] (igemm_math.h); bias: [Cout]
-// in the dtype of x, or null; out: [B, OH, OW, Ctot] contiguous, channels [offset, offset + Cout)
-// written, the others untouched; workspace: fp32, at least plan.workspace_elems (split-K only).
-// All tensors share `dtype`; fp32 runs TF32 tensor cores when allow_tf32, else strict fp32 FFMA.
-struct IgemmParams {
-  const void* x;
-  const void* w;
-  const void* bias;
-  void* out;
-  float* workspace;
-  int64_t workspace_elems;
-  IgemmShape shape;
-  float slope;
-  DType dtype;
-  bool allow_tf32;
-};
+// ---- implicit-GEMM conv / transposed conv (conv_lrelu.h, deconv_upflow.h) ----------------------
 // CPU: slow host emulation of the CUDA kernel's tiling (same plan, tiles, split-K and addressing),
 // scalar fp32 on operands rounded to the kernel's input precision; for tests.
 void igemm_emulate(const IgemmParams& p, const IgemmPlan& plan);
-void conv2d_lrelu_cuda(const IgemmParams& p, const IgemmPlan& plan, int device, int64_t stream);
-void deconv_lrelu_cuda(const IgemmParams& p, const IgemmPlan& plan, int device, int64_t stream);
 
 }  // namespace fastflow
