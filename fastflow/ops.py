@@ -360,8 +360,6 @@ def _igemm_args(
         raise ValueError(f"fastflow.{op}: packed weight dtype {weight.dtype} differs from x dtype {x.dtype}; repack it")
     if not weight.is_contiguous():
         raise ValueError(f"fastflow.{op}: the packed weight must be contiguous (use the pack function's output)")
-    if x.data_ptr() % 16 or weight.data_ptr() % 16:
-        raise ValueError(f"fastflow.{op}: x and the packed weight must start at 16-byte aligned addresses")
     if bias is not None:
         _check_tensor("bias", op, bias)
         if bias.dim() != 1 or bias.shape[0] != cout:
@@ -369,6 +367,8 @@ def _igemm_args(
         bias = bias.detach().to(x.dtype).contiguous()
     if not x.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
+    if x.data_ptr() % 16 or weight.data_ptr() % 16:
+        raise ValueError(f"fastflow.{op}: x and the packed weight must start at 16-byte aligned addresses")
     b, ho, wo = out_shape[0], out_shape[2], out_shape[3]
     off = int(out_channel_offset)
     if out is None:

@@ -97,10 +97,12 @@ def test_opcheck_cpu():
 @pytest.mark.parametrize("size", [(384, 512), (448, 1024)], ids=str)
 @pytest.mark.parametrize("index", range(4), ids=[d[0] for d in reference.DECODER])
 def test_decoder_layers_cuda(index, size, batch, prec):
-    # Written where the model writes it: after the skip connection's channels of the next concat.
+    # Written where the model writes it: after the skip connection's channels of the next concat
+    # buffer (skip, deconv, flow 2, zero padding to a multiple of 8).
     _, cin, cx, cout, h, w = decoder_inputs(*size)[index]
-    skip = cout  # concatN = (conv skip with Cout channels, deconv Cout, flow 2, padding)
-    total = (skip + cout + 2 + 7) // 8 * 8
+    concat = reference.FLOW_HEADS[index + 1][1]
+    skip = concat - cout - 2
+    total = (concat + 7) // 8 * 8
     check_deconv(prec, batch, cin, cout, h, w, "cuda", cx=cx, before=skip, after=total - skip - cout)
 
 
