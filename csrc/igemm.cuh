@@ -16,6 +16,7 @@
 // pitch keeps the 4-byte fragment reads of the SIMT path conflict-free across 8 rows.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "cuda_common.cuh"
@@ -430,9 +431,19 @@ void launch_kernel(const KernelParams& kp, cudaStream_t st, const char* op) {
   using Tr = KernelTraits<kConfig, kMode>;
   const IgemmShape& s = kp.p.shape;
   auto kernel = igemm_kernel<kConfig, kMode>;
-  if (Tr::kSmemBytes > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes), op,
-               "cudaFuncSetAttribute");
+  if (Tr::kSmemBytes > 48 * 1024) {
+    // Once per device (bit mask; devices >= 32 always set it), so that launches inside a CUDA-graph
+    // capture after the first call issue no non-stream API call.
+    static std::atomic<uint32_t> raised{0};
+    int device = 0;
+    cuda_check(cudaGetDevice(&device), op, "cudaGetDevice");
+    const uint32_t bit = device < 32 ? (1u << device) : 0u;
+    if (!bit || !(raised.load(std::memory_order_acquire) & bit)) {
+      cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes), op,
+                 "cudaFuncSetAttribute");
+      raised.fetch_or(bit, std::memory_order_acq_rel);
+    }
+  }
   const dim3 grid(ceil_div(s.M(), Tr::kBM), ceil_div(s.N(), Tr::kBN), unsigned(s.Z() * kp.splits));
   kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, st>>>(kp);
   launch_check(op);
