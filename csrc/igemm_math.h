@@ -177,7 +177,8 @@ inline MathMode math_mode(DType dtype, bool allow_tf32) {
 // Heuristic (num_sms: the GPU's multiprocessor count; the emulation uses the H100's 132):
 // - strict fp32 runs the SIMT kernel, instantiated for the 64x64 tile only;
 // - N <= 16 (flow heads): the 128x16 tile;
-// - 128x128 when it still makes at least one full wave of blocks, else 64x64;
+// - 128x128 when N > 64 (N = 64, conv1 and deconv2, would leave half of its columns idle) and it
+//   still makes at least one full wave of blocks; else 64x64;
 // - split-K when the grid is under half a wave and K is deep (conv5..conv6_1 and deconv5 at small
 //   batch): enough splits to fill about one wave, each split at least 4 k tiles, at most 16.
 // split_override > 0 forces that many splits (tests), clamped to the number of k tiles.
@@ -192,7 +193,7 @@ inline IgemmPlan plan_igemm(const IgemmShape& s, MathMode mode, int num_sms, int
     p.config = 2;
   } else {
     const int64_t big = ((M + 127) / 128) * ((N + 127) / 128) * s.Z();
-    p.config = big >= num_sms ? 0 : 1;
+    p.config = (N > 64 && big >= num_sms) ? 0 : 1;
   }
   p.bm = kIgemmTiles[p.config].bm;
   p.bn = kIgemmTiles[p.config].bn;
