@@ -73,6 +73,14 @@ def test_plan_uses_split_k_for_deep_small_layers():
     assert C.igemm_plan(False, 1, 96, 128, 200, 2, 3, 1, 1, True, 132, 0)[:3] == (2, 128, 16)
 
 
+@pytest.mark.parametrize("prec", ["fp32", "tf32", "fp16"])
+def test_big_tile_config_emulated(prec):
+    """Enough output pixels for a full wave of 128x128 tiles (kept cheap with a 1x1 kernel)."""
+    C = _backend.load()
+    assert C.igemm_plan(False, 1, 140, 141, 8, 72, 1, 1, 1, True, ops.EMULATED_SMS, 0)[:3] == (0, 128, 128)
+    check_conv(prec, 1, 8, 72, 1, 1, 140, 141, "cpu", before=0, after=8)
+
+
 def test_no_activation_and_no_bias():
     x = torch.randn(1, 8, 5, 6).contiguous(memory_format=torch.channels_last)
     w = torch.randn(4, 8, 3, 3)

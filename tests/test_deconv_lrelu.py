@@ -55,6 +55,14 @@ def test_plan_splits_deconv5_at_batch_1():
     assert splits > 1
 
 
+@pytest.mark.parametrize("prec", ["fp32", "bf16"])
+def test_big_tile_config_emulated(prec):
+    """Enough low-res pixels for a full wave of 128x128 tiles over the 4 phases."""
+    C = _backend.load()
+    assert C.igemm_plan(True, 1, 66, 65, 8, 72, 4, 2, 2, True, ops.EMULATED_SMS, 0)[:3] == (0, 128, 128)
+    check_deconv(prec, 1, 6, 72, 66, 65, "cpu", cx=8, before=8, after=0)
+
+
 def test_pack_deconv_weight_layout():
     w = torch.randn(6, 5, 4, 4)
     p = ops.pack_deconv_weight(w, torch.float32)
