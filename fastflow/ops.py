@@ -305,6 +305,9 @@ def _igemm_call(
     cout: int, ksize: int, stride: int, slope: float, offset: int, allow_tf32: bool, split_k: int,
 ) -> None:
     """Plans the call (tile config, split-K), allocates the split-K workspace, runs _C."""
+    if x.data_ptr() % 16 or weight.data_ptr() % 16:
+        op = "deconv_lrelu" if deconv else "conv2d_lrelu"
+        raise ValueError(f"fastflow.{op}: x and the packed weight must start at 16-byte aligned addresses")
     C = _backend.load()
     b, cx, h, w = x.shape
     dtype_code = DTYPE_CODES[x.dtype]
@@ -367,8 +370,6 @@ def _igemm_args(
         bias = bias.detach().to(x.dtype).contiguous()
     if not x.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
-    if x.data_ptr() % 16 or weight.data_ptr() % 16:
-        raise ValueError(f"fastflow.{op}: x and the packed weight must start at 16-byte aligned addresses")
     b, ho, wo = out_shape[0], out_shape[2], out_shape[3]
     off = int(out_channel_offset)
     if out is None:

@@ -237,3 +237,20 @@ def test_cuda_graph_capture():
 
 def ops_unpack(p):
     return p.float().permute(0, 3, 1, 2)
+
+
+def test_torch_compile_fullgraph_cpu():
+    """The wrappers trace under torch.compile (fullgraph): no data_ptr() outside the custom ops."""
+    x = torch.randn(1, 16, 6, 5).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(8, 16, 3, 3), torch.randn(8)
+    wd = torch.randn(16, 8, 4, 4)
+    p, pd = ops.pack_conv_weight(w, torch.float32), ops.pack_deconv_weight(wd, torch.float32)
+
+    def f(x):
+        buf = torch.zeros(1, 12, 6, 5).contiguous(memory_format=torch.channels_last)
+        y = ops.conv2d_lrelu(x, p, b, 1, out=buf, out_channel_offset=2, allow_tf32=False)
+        return y[:, 2:10] * 2, ops.deconv_lrelu(x, pd, None, allow_tf32=False)
+
+    y, z = torch.compile(f, backend="aot_eager", fullgraph=True)(x)
+    torch.testing.assert_close(y, 2 * reference.conv2d_lrelu(x, w, b, 1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(z, reference.deconv_lrelu(x, wd, None), rtol=1e-5, atol=1e-5)
