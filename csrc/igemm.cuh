@@ -13,7 +13,7 @@
 // Shared memory per stage: A tile [BM][64 bytes of K] and B tile [BN][64 bytes], rows padded to 80
 // bytes: ldmatrix reads 8 rows of 16 bytes at one column, and an 80-byte pitch puts those rows in
 // 8 different 16-byte bank groups (5r mod 8 is a permutation), with no swizzle arithmetic. The same
-// pitch keeps the 4-byte fragment reads of the SIMT path conflict-free across 8 rows.
+// pitch spreads the SIMT path's 4-byte reads of 16 rows over the banks with at most 2-way conflicts.
 #pragma once
 
 #include <atomic>
