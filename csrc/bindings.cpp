@@ -185,6 +185,102 @@ void flow_head(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, i
   (void)stream;
 }
 
+// Shape of an implicit-GEMM call. conv: k = ksize, any stride; deconv (ConvTranspose2d k4 s2 p1):
+// 2x2 taps per phase, output 2H x 2W.
+IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t Cout, int ksize, int stride,
+                       int64_t Ctot, int64_t offset, const char* op) {
+  FF_CHECK(B >= 0 && H >= 0 && W >= 0 && Cout >= 0, op, "negative size");
+  FF_CHECK(Cx > 0 && Cx % 8 == 0, op, "input channels must be a positive multiple of 8, got ", Cx);
+  FF_CHECK(offset >= 0 && Ctot >= offset + Cout, op, "output slice [", offset, ", ", offset + Cout,
+           ") does not fit in ", Ctot, " channels");
+  IgemmShape s{};
+  s.B = int(B);
+  s.H = int(H);
+  s.W = int(W);
+  s.Cx = int(Cx);
+  s.Cout = int(Cout);
+  s.Ctot = int(Ctot);
+  s.offset = int(offset);
+  s.deconv = deconv;
+  if (deconv) {
+    s.ksize = 2;
+    s.stride = 1;
+    s.pad = 0;
+    s.Ho = int(H);
+    s.Wo = int(W);
+  } else {
+    FF_CHECK(ksize >= 1 && ksize <= 7 && ksize % 2 == 1, op, "kernel size must be odd and in 1..7, got ", ksize);
+    FF_CHECK(stride == 1 || stride == 2, op, "stride must be 1 or 2, got ", stride);
+    s.ksize = ksize;
+    s.stride = stride;
+    s.pad = (ksize - 1) / 2;
+    s.Ho = H > 0 ? conv_out_size(int(H), ksize, stride) : 0;
+    s.Wo = W > 0 ? conv_out_size(int(W), ksize, stride) : 0;
+  }
+  // 32-bit GEMM indices; element offsets are 64-bit.
+  FF_CHECK(int64_t(B) * s.OH() * s.OW() < (int64_t(1) << 31) && B * H * W < (int64_t(1) << 31) &&
+               int64_t(s.K()) * Cout < (int64_t(1) << 31),
+           op, "tensor too large for 32-bit GEMM indices");
+  return s;
+}
+
+py::tuple igemm_plan(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t Cout, int ksize, int stride,
+                     int dtype, bool allow_tf32, int num_sms, int split_k) {
+  const char* op = deconv ? "deconv_lrelu" : "conv2d_lrelu";
+  const IgemmShape s = igemm_shape(deconv, B, H, W, Cx, Cout, ksize, stride, Cout, 0, op);
+  const IgemmPlan p = plan_igemm(s, math_mode(to_dtype(dtype, op), allow_tf32), num_sms, split_k);
+  return py::make_tuple(p.config, p.bm, p.bn, p.bk, p.splits, p.workspace_elems);
+}
+
+void igemm_run(bool deconv, uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t Cx, uintptr_t w, int64_t Cout,
+               int ksize, int stride, uintptr_t bias, uintptr_t out, int64_t Ctot, int64_t offset, float slope,
+               int dtype, bool allow_tf32, uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k,
+               int device, int64_t stream) {
+  const char* op = deconv ? "deconv_lrelu" : "conv2d_lrelu";
+  IgemmParams p{};
+  p.shape = igemm_shape(deconv, B, H, W, Cx, Cout, ksize, stride, Ctot, offset, op);
+  p.x = reinterpret_cast<const void*>(x);
+  p.w = reinterpret_cast<const void*>(w);
+  p.bias = reinterpret_cast<const void*>(bias);
+  p.out = reinterpret_cast<void*>(out);
+  p.workspace = reinterpret_cast<float*>(workspace);
+  p.workspace_elems = workspace_elems;
+  p.slope = slope;
+  p.dtype = to_dtype(dtype, op);
+  p.allow_tf32 = allow_tf32;
+  const IgemmPlan plan = plan_igemm(p.shape, math_mode(p.dtype, allow_tf32), num_sms, split_k);
+  FF_CHECK(plan.splits == 1 || (workspace != 0 && workspace_elems >= plan.workspace_elems), op,
+           "split-K needs a float32 workspace of ", plan.workspace_elems, " elements, got ", workspace_elems);
+  require_cuda(device, op);
+  py::gil_scoped_release release;
+  if (device < 0) {
+    igemm_emulate(p, plan);
+  } else {
+#ifdef FASTFLOW_WITH_CUDA
+    if (deconv)
+      deconv_lrelu_cuda(p, plan, device, stream);
+    else
+      conv2d_lrelu_cuda(p, plan, device, stream);
+#endif
+  }
+  (void)stream;
+}
+
+void conv2d_lrelu(uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t Cx, uintptr_t w, int64_t Cout, int ksize,
+                  int stride, uintptr_t bias, uintptr_t out, int64_t Ctot, int64_t offset, float slope, int dtype,
+                  bool allow_tf32, uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k, int device,
+                  int64_t stream) {
+  igemm_run(false, x, B, H, W, Cx, w, Cout, ksize, stride, bias, out, Ctot, offset, slope, dtype, allow_tf32, workspace,
+            workspace_elems, num_sms, split_k, device, stream);
+}
+
+void deconv_lrelu(uintptr_t x, int64_t B, int64_t h, int64_t w_, int64_t Cx, uintptr_t w, int64_t Cout, uintptr_t bias,
+                  uintptr_t out, int64_t Ctot, int64_t offset, float slope, int dtype, bool allow_tf32,
+                  uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k, int device, int64_t stream) {
+  igemm_run(true, x, B, h, w_, Cx, w, Cout, 4, 2, bias, out, Ctot, offset, slope, dtype, allow_tf32, workspace,
+            workspace_elems, num_sms, split_k, device, stream);
+}
+
 py::dict build_info() {
   py::dict d;
 #ifdef FASTFLOW_WITH_CUDA
@@ -192,7 +288,8 @@ py::dict build_info() {
   int rt = 0;
   cudaRuntimeGetVersion(&rt);
   d["cuda_runtime_version"] = std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10);
-  d["cuda_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp", "flow_head"};
+  d["cuda_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp", "flow_head", "conv2d_lrelu",
+                                            "deconv_lrelu"};
 #else
   d["cuda_compiled"] = false;
   d["cuda_runtime_version"] = py::none();
@@ -200,7 +297,8 @@ py::dict build_info() {
 #endif
   d["cuda_archs"] = std::string(FASTFLOW_CUDA_ARCHS);
   d["nvcc_version"] = std::string(FASTFLOW_NVCC_VERSION);
-  d["cpu_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp", "flow_head"};
+  d["cpu_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp", "flow_head",
+                                           "conv2d_lrelu (emulation)", "deconv_lrelu (emulation)"};
 #if defined(__clang__)
   d["cxx_compiler"] = std::string("clang ") + __clang_version__;
 #elif defined(__GNUC__)
@@ -241,6 +339,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("upsample_flow", &upsample_flow, "flow2 * div_flow, bilinear x4 -> (B,2,4h,4w) float32");
   m.def("warp", &warp, "bilinear backward warp, border (Resample2d) or zeros padding");
   m.def("flow_head", &flow_head, "predict_flow 3x3 conv -> float32 flow, + 2->2 flow upsample into a concat slice");
+  m.def("conv2d_lrelu", &conv2d_lrelu,
+        "NHWC implicit-GEMM conv + bias + LeakyReLU into a channel slice (CPU: slow host emulation of the CUDA "
+        "kernel's tiling, for tests)");
+  m.def("deconv_lrelu", &deconv_lrelu,
+        "ConvTranspose2d(k4, s2, p1) + bias + LeakyReLU as 4 sub-pixel GEMMs into a channel slice (CPU: slow host "
+        "emulation of the CUDA kernel's tiling, for tests)");
+  m.def("igemm_plan", &igemm_plan,
+        "(config, bm, bn, bk, splits, workspace_elems) the conv/deconv kernels use for a shape");
   m.def("build_info", &build_info, "how this extension was built");
   m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible to the extension's runtime");
   m.def("cpu_flush_denormal", &cpu_flush_denormal, "whether this thread flushes denormals (FTZ and DAZ)");

@@ -7,6 +7,9 @@
 #include <cstdint>
 
 #include "common.h"
+#include "conv_lrelu.h"
+#include "deconv_upflow.h"
+#include "igemm_math.h"
 
 namespace fastflow {
 
@@ -59,5 +62,10 @@ struct WarpParams {
 };
 void warp_cpu(const WarpParams& p);
 void warp_cuda(const WarpParams& p, int device, int64_t stream);
+
+// ---- implicit-GEMM conv / transposed conv (conv_lrelu.h, deconv_upflow.h) ----------------------
+// CPU: slow host emulation of the CUDA kernel's tiling (same plan, tiles, split-K and addressing),
+// scalar fp32 on operands rounded to the kernel's input precision; for tests.
+void igemm_emulate(const IgemmParams& p, const IgemmPlan& plan);
 
 }  // namespace fastflow

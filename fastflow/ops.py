@@ -14,7 +14,21 @@ import torch
 
 from . import _backend
 
-__all__ = ["normalize_pack", "upsample_flow", "warp", "pack_flow_head", "flow_head", "DTYPE_CODES", "MEAN_SPLITS"]
+__all__ = [
+    "normalize_pack",
+    "upsample_flow",
+    "warp",
+    "pack_flow_head",
+    "flow_head",
+    "pack_conv_weight",
+    "pack_deconv_weight",
+    "conv2d_lrelu",
+    "deconv_lrelu",
+    "conv_flops",
+    "deconv_flops",
+    "DTYPE_CODES",
+    "MEAN_SPLITS",
+]
 
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 # Must match kMeanSplits in csrc/ops.h (partial sums per (sample, colour) of the CUDA mean).
@@ -375,3 +389,284 @@ def flow_head(
         out = torch.empty((b, 2, 2 * h, 2 * w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     flow = _flow_head_op(x, packed, out, offset)
     return flow, (out[:, offset : offset + 2] if has_up else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d_lrelu / deconv_lrelu: implicit-GEMM conv + bias + LeakyReLU into a channel slice
+# ---------------------------------------------------------------------------------------------
+
+# Multiprocessor count the host emulation plans for (an H100), so CPU tests see the GPU's split-K.
+EMULATED_SMS = 132
+# ConvTranspose2d(k4, s2, p1) kernel row (column) index of sub-pixel tap t at output parity a
+# (DESIGN.md section 5; csrc/igemm_math.h deconv_kernel_index).
+DECONV_TAPS = ((1, 3), (2, 0))
+
+
+def _padded_channels(op: str, cin: int, cin_padded: Optional[int]) -> int:
+    cp = (cin + 7) // 8 * 8 if cin_padded is None else int(cin_padded)
+    if cp < cin or cp % 8:
+        raise ValueError(
+            f"fastflow.{op}: cin_padded must be a multiple of 8 and >= the {cin} input channels, got {cin_padded}"
+        )
+    return cp
+
+
+def pack_conv_weight(weight: torch.Tensor, dtype: torch.dtype, cin_padded: Optional[int] = None) -> torch.Tensor:
+    """Conv2d weight ``(Cout, Cin, k, k)`` -> packed ``(Cout, k, k, Cin_p)`` contiguous, dtype ``dtype``.
+
+    The layout is the kernel's GEMM B operand ``[N][K]`` with ``K = (ky, kx, c)``, channels fastest
+    (OHWI). ``Cin_p`` (default: ``Cin`` rounded up to a multiple of 8) must equal the channel count of
+    the NHWC input; channels ``Cin..Cin_p-1`` get zero weights, so zero-padded inputs (conv1's 6 -> 8,
+    the decoder's 1026 -> 1032 concat buffers) read nothing from the padding. Pack once and cache.
+    """
+    op = "pack_conv_weight"
+    _check_tensor("weight", op, weight)
+    if weight.dim() != 4 or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"fastflow.{op}: weight must be (Cout, Cin, k, k), got shape {tuple(weight.shape)}")
+    cout, cin, k, _ = weight.shape
+    if k % 2 == 0 or not 1 <= k <= 7:
+        raise ValueError(f"fastflow.{op}: kernel size must be odd and in 1..7, got {k}")
+    if dtype not in DTYPE_CODES:
+        raise ValueError(f"fastflow.{op}: dtype must be float32, float16 or bfloat16, got {dtype}")
+    cp = _padded_channels(op, cin, cin_padded)
+    packed = torch.zeros((cout, k, k, cp), dtype=dtype, device=weight.device)
+    packed[..., :cin] = weight.detach().permute(0, 2, 3, 1).to(dtype)
+    return packed
+
+
+def pack_deconv_weight(weight: torch.Tensor, dtype: torch.dtype, cin_padded: Optional[int] = None) -> torch.Tensor:
+    """ConvTranspose2d(k4, s2, p1) weight ``(Cin, Cout, 4, 4)`` -> packed ``(4, Cout, 2, 2, Cin_p)``.
+
+    ``packed[2a + c, co, ty, tx, ci] = weight[ci, co, DECONV_TAPS[a][ty], DECONV_TAPS[c][tx]]``: for each
+    output sub-pixel phase (row parity a, column parity c) the 2x2 stride-1 conv whose tap ``ty``
+    reads input row ``m + (0 if ty == 0 else (-1 if a == 0 else +1))`` (columns likewise), laid out
+    as the GEMM B operand ``[phase][N][K]``, ``K = (ty, tx, ci)``. Padding channels get zero weights.
+    """
+    op = "pack_deconv_weight"
+    _check_tensor("weight", op, weight)
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (4, 4):
+        raise ValueError(f"fastflow.{op}: weight must be (Cin, Cout, 4, 4), got shape {tuple(weight.shape)}")
+    if dtype not in DTYPE_CODES:
+        raise ValueError(f"fastflow.{op}: dtype must be float32, float16 or bfloat16, got {dtype}")
+    cin, cout = weight.shape[:2]
+    cp = _padded_channels(op, cin, cin_padded)
+    packed = torch.zeros((4, cout, 2, 2, cp), dtype=dtype, device=weight.device)
+    w = weight.detach()
+    for a in range(2):
+        for c in range(2):
+            for ty in range(2):
+                for tx in range(2):
+                    packed[2 * a + c, :, ty, tx, :cin] = w[:, :, DECONV_TAPS[a][ty], DECONV_TAPS[c][tx]].t().to(dtype)
+    return packed
+
+
+def _num_sms(t: torch.Tensor) -> int:
+    if t.device.type == "cuda":
+        idx = t.device.index if t.device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_properties(idx).multi_processor_count
+    return EMULATED_SMS
+
+
+def _igemm_call(
+    deconv: bool, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor,
+    cout: int, ksize: int, stride: int, slope: float, offset: int, allow_tf32: bool, split_k: int,
+) -> None:
+    """Plans the call (tile config, split-K), allocates the split-K workspace, runs _C."""
+    if x.data_ptr() % 16 or weight.data_ptr() % 16:
+        op = "deconv_lrelu" if deconv else "conv2d_lrelu"
+        raise ValueError(f"fastflow.{op}: x and the packed weight must start at 16-byte aligned addresses")
+    C = _backend.load()
+    b, cx, h, w = x.shape
+    dtype_code = DTYPE_CODES[x.dtype]
+    num_sms = _num_sms(x)
+    ws_elems = C.igemm_plan(deconv, b, h, w, cx, cout, ksize, stride, dtype_code, allow_tf32, num_sms, split_k)[5]
+    ws = torch.empty(ws_elems, dtype=torch.float32, device=x.device) if ws_elems > 0 else None
+    device, stream = _device_args(x)
+    common = (
+        0 if bias is None else bias.data_ptr(), out.data_ptr(), out.shape[1], offset, float(slope), dtype_code,
+        bool(allow_tf32), 0 if ws is None else ws.data_ptr(), ws_elems, num_sms, split_k, device, stream,
+    )
+    if deconv:
+        C.deconv_lrelu(x.data_ptr(), b, h, w, cx, weight.data_ptr(), cout, *common)
+    else:
+        C.conv2d_lrelu(x.data_ptr(), b, h, w, cx, weight.data_ptr(), cout, ksize, stride, *common)
+
+
+@torch.library.custom_op("fastflow::conv2d_lrelu", mutates_args=("out",))
+def _conv2d_lrelu_op(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor, stride: int, slope: float,
+    out_channel_offset: int, allow_tf32: bool, split_k: int,
+) -> None:
+    _igemm_call(False, x, weight, bias, out, weight.shape[0], weight.shape[1], stride, slope, out_channel_offset,
+                allow_tf32, split_k)
+
+
+@_conv2d_lrelu_op.register_fake
+def _(x, weight, bias, out, stride, slope, out_channel_offset, allow_tf32, split_k):
+    return None
+
+
+@torch.library.custom_op("fastflow::deconv_lrelu", mutates_args=("out",))
+def _deconv_lrelu_op(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor, slope: float,
+    out_channel_offset: int, allow_tf32: bool, split_k: int,
+) -> None:
+    _igemm_call(True, x, weight, bias, out, weight.shape[1], 4, 2, slope, out_channel_offset, allow_tf32, split_k)
+
+
+@_deconv_lrelu_op.register_fake
+def _(x, weight, bias, out, slope, out_channel_offset, allow_tf32, split_k):
+    return None
+
+
+def _igemm_args(
+    op: str, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], cout: int, out_shape: Tuple[int, ...],
+    out: Optional[torch.Tensor], out_channel_offset: int, allow_tf32: Optional[bool], split_k: Optional[int],
+):
+    """Shared validation of conv2d_lrelu / deconv_lrelu; returns (x, bias, out, allow_tf32, split_k)."""
+    _same_device(op, x=x, weight=weight, **({} if bias is None else {"bias": bias}), **({} if out is None else {"out": out}))
+    _device_args(x)
+    if weight.dtype != x.dtype:
+        raise ValueError(f"fastflow.{op}: packed weight dtype {weight.dtype} differs from x dtype {x.dtype}; repack it")
+    if not weight.is_contiguous():
+        raise ValueError(f"fastflow.{op}: the packed weight must be contiguous (use the pack function's output)")
+    if bias is not None:
+        _check_tensor("bias", op, bias)
+        if bias.dim() != 1 or bias.shape[0] != cout:
+            raise ValueError(f"fastflow.{op}: bias must be ({cout},), got shape {tuple(bias.shape)}")
+        bias = bias.detach().to(x.dtype).contiguous()
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    b, ho, wo = out_shape[0], out_shape[2], out_shape[3]
+    off = int(out_channel_offset)
+    if out is None:
+        if off != 0:
+            raise ValueError(f"fastflow.{op}: out_channel_offset={off} needs an out buffer")
+        out = torch.empty(out_shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    else:
+        _check_tensor("out", op, out)
+        if out.dtype != x.dtype:
+            raise ValueError(f"fastflow.{op}: out dtype {out.dtype} differs from x dtype {x.dtype}")
+        if out.dim() != 4 or out.shape[0] != b or tuple(out.shape[2:]) != (ho, wo):
+            raise ValueError(
+                f"fastflow.{op}: out must be (B={b}, Ctot, {ho}, {wo}), got shape {tuple(out.shape)}"
+            )
+        if not out.is_contiguous(memory_format=torch.channels_last):
+            raise ValueError(f"fastflow.{op}: out must be a contiguous channels_last (NHWC) tensor")
+        if off < 0 or off + cout > out.shape[1]:
+            raise ValueError(
+                f"fastflow.{op}: channels [{off}, {off + cout}) do not fit in out's {out.shape[1]} channels"
+            )
+    if allow_tf32 is None:
+        allow_tf32 = bool(torch.backends.cudnn.allow_tf32)
+    if split_k is None:
+        split_k = 0
+    if int(split_k) < 0:
+        raise ValueError(f"fastflow.{op}: split_k must be None (automatic) or >= 1, got {split_k}")
+    return x, bias, out, bool(allow_tf32) and x.dtype == torch.float32, int(split_k)
+
+
+def conv2d_lrelu(
+    x: torch.Tensor,
+    packed_weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    stride: int = 1,
+    slope: float = 0.1,
+    out: Optional[torch.Tensor] = None,
+    out_channel_offset: int = 0,
+    allow_tf32: Optional[bool] = None,
+    *,
+    split_k: Optional[int] = None,
+) -> torch.Tensor:
+    """Conv2d(k, stride, padding=(k-1)//2) + bias + LeakyReLU(slope) (slope 1.0: none), fused.
+
+    x: ``(B, Cx, H, W)`` in channels_last memory (NHWC; other layouts are copied to it first),
+    float32/float16/bfloat16, ``Cx`` a multiple of 8 (pad with zero channels). packed_weight:
+    :func:`pack_conv_weight` output ``(Cout, k, k, Cx)`` in x's dtype. bias: ``(Cout,)`` or None
+    (converted to x's dtype). Writes ``(B, Cout, Ho, Wo)``, ``Ho = (H - 1) // stride + 1``, into
+    channels ``[out_channel_offset, +Cout)`` of ``out`` (a channels_last ``(B, Ctot, Ho, Wo)``
+    buffer; other channels untouched) or a new tensor, and returns it. float32 uses TF32 tensor cores
+    when ``allow_tf32`` (None: ``torch.backends.cudnn.allow_tf32``), else strict fp32. ``split_k``
+    forces the number of K splits (None: the kernel's heuristic). On CPU tensors this runs a slow
+    host emulation of the CUDA kernel's tiling (for tests).
+    """
+    op = "conv2d_lrelu"
+    _check_tensor("x", op, x)
+    _check_tensor("packed_weight", op, packed_weight)
+    if x.dim() != 4:
+        raise ValueError(f"fastflow.{op}: x must be (B, Cx, H, W), got shape {tuple(x.shape)}")
+    _check_float("x", op, x)
+    if packed_weight.dim() != 4 or packed_weight.shape[1] != packed_weight.shape[2]:
+        raise ValueError(
+            f"fastflow.{op}: packed_weight must be (Cout, k, k, Cx) from pack_conv_weight, got {tuple(packed_weight.shape)}"
+        )
+    cout, k, _, cx = packed_weight.shape
+    if k % 2 == 0 or not 1 <= k <= 7:
+        raise ValueError(f"fastflow.{op}: kernel size must be odd and in 1..7, got {k}")
+    if x.shape[1] != cx or cx % 8:
+        raise ValueError(
+            f"fastflow.{op}: x has {x.shape[1]} channels, the packed weight expects {cx} (a multiple of 8)"
+        )
+    if stride not in (1, 2):
+        raise ValueError(f"fastflow.{op}: stride must be 1 or 2, got {stride}")
+    b, _, h, w = x.shape
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    x, bias, out, tf32, split_k = _igemm_args(
+        op, x, packed_weight, bias, cout, (b, cout, ho, wo), out, out_channel_offset, allow_tf32, split_k
+    )
+    _conv2d_lrelu_op(x, packed_weight, bias, out, int(stride), float(slope), int(out_channel_offset), tf32, split_k)
+    return out
+
+
+def deconv_lrelu(
+    x: torch.Tensor,
+    packed_weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    slope: float = 0.1,
+    out: Optional[torch.Tensor] = None,
+    out_channel_offset: int = 0,
+    allow_tf32: Optional[bool] = None,
+    *,
+    split_k: Optional[int] = None,
+) -> torch.Tensor:
+    """ConvTranspose2d(k4, s2, p1) + bias + LeakyReLU(slope): ``(B, Cx, h, w)`` -> ``(B, Cout, 2h, 2w)``.
+
+    Four sub-pixel phases, each a 2x2 stride-1 conv over x, in one launch; the epilogue does the
+    pixel shuffle. x: channels_last ``(B, Cx, h, w)`` (other layouts are copied), ``Cx`` a multiple of
+    8. packed_weight: :func:`pack_deconv_weight` output ``(4, Cout, 2, 2, Cx)``. ``out``,
+    ``out_channel_offset``, ``allow_tf32``, ``split_k`` and the CPU emulation as in :func:`conv2d_lrelu`.
+    """
+    op = "deconv_lrelu"
+    _check_tensor("x", op, x)
+    _check_tensor("packed_weight", op, packed_weight)
+    if x.dim() != 4:
+        raise ValueError(f"fastflow.{op}: x must be (B, Cx, h, w), got shape {tuple(x.shape)}")
+    _check_float("x", op, x)
+    if packed_weight.dim() != 5 or packed_weight.shape[0] != 4 or tuple(packed_weight.shape[2:4]) != (2, 2):
+        raise ValueError(
+            f"fastflow.{op}: packed_weight must be (4, Cout, 2, 2, Cx) from pack_deconv_weight, "
+            f"got {tuple(packed_weight.shape)}"
+        )
+    cout, cx = packed_weight.shape[1], packed_weight.shape[4]
+    if x.shape[1] != cx or cx % 8:
+        raise ValueError(
+            f"fastflow.{op}: x has {x.shape[1]} channels, the packed weight expects {cx} (a multiple of 8)"
+        )
+    b, _, h, w = x.shape
+    x, bias, out, tf32, split_k = _igemm_args(
+        op, x, packed_weight, bias, cout, (b, cout, 2 * h, 2 * w), out, out_channel_offset, allow_tf32, split_k
+    )
+    _deconv_lrelu_op(x, packed_weight, bias, out, float(slope), int(out_channel_offset), tf32, split_k)
+    return out
+
+
+def conv_flops(batch: int, cin: int, cout: int, height: int, width: int, k: int, stride: int) -> float:
+    """2 x multiply-adds of Conv2d(cin, cout, k, stride, padding=(k-1)//2) on a ``height x width`` input."""
+    ho, wo = (height - 1) // stride + 1, (width - 1) // stride + 1
+    return 2.0 * batch * ho * wo * cout * cin * k * k
+
+
+def deconv_flops(batch: int, cin: int, cout: int, height: int, width: int) -> float:
+    """2 x useful multiply-adds of ConvTranspose2d(cin, cout, 4, 2, 1) on a ``height x width`` input
+    (4 of the 16 taps reach each output pixel)."""
+    return 2.0 * batch * (2 * height) * (2 * width) * cout * cin * 4

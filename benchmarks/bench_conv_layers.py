@@ -1,0 +1,146 @@
+"""Per-layer microbenchmark: fastflow's fused conv/deconv kernels vs cuDNN through PyTorch.
+
+Every FlowNet2-S conv (encoder + flow heads) and deconv, at one batch and image size, in one
+precision. The cuDNN side is what an eager channels_last model runs: F.conv2d / conv_transpose2d
+without bias, then a separate bias add and leaky_relu, same dtype (TF32 per the flags for fp32).
+fastflow writes into a channel slice of the concat buffer like the fused forward does.
+Timing: CUDA events around `--iters` back-to-back calls after `--warmup` calls, repeated `--reps`
+times; the median per call is reported in ms with the achieved TFLOP/s (useful MACs x 2).
+
+    python benchmarks/bench_conv_layers.py --precision fp16 --batch 1 --height 384 --width 512
+    python benchmarks/bench_conv_layers.py --precision tf32 --json results.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from fastflow import ops, reference
+
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def layers(height: int, width: int):
+    """(name, kind, Cin, Cx, Cout, k, stride, h, w, out channels, out offset) of every layer."""
+    rows = []
+    h, w = height, width
+    for name, cin, cout, k, s in reference.ENCODER:
+        rows.append((name, "conv", cin, 8 if cin == 6 else cin, cout, k, s, h, w, cout, 0))
+        h, w = (h - 1) // s + 1, (w - 1) // s + 1
+    for i, (name, cin, _) in enumerate(reference.FLOW_HEADS):
+        sc = 64 >> i
+        rows.append((name, "conv", cin, (cin + 7) // 8 * 8, 2, 3, 1, height // sc, width // sc, 2, 0))
+    for i, (name, cin, cout) in enumerate(reference.DECODER):
+        sc = 64 >> i
+        concat = reference.FLOW_HEADS[i + 1][1]  # (skip, deconv, flow) channels of the next concat
+        skip = concat - cout - 2
+        total = (concat + 7) // 8 * 8
+        rows.append((name, "deconv", cin, (cin + 7) // 8 * 8, cout, 4, 2, height // sc, width // sc, total, skip))
+    return rows
+
+
+def time_ms(fn, warmup: int, iters: int, reps: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / iters)
+    return statistics.median(times)
+
+
+def bench_layer(row, batch, prec, args):
+    name, kind, cin, cx, cout, k, s, h, w, ctot, off = row
+    dt = DTYPES[prec]
+    dev = "cuda"
+    x = torch.randn(batch, cx, h, w, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
+    x[:, cin:] = 0
+    b = torch.randn(cout, device=dev, dtype=dt)
+    tf32 = prec == "tf32"
+    if kind == "conv":
+        wt = torch.randn(cout, cx, k, k, device=dev, dtype=dt) / (cx * k * k) ** 0.5
+        packed = ops.pack_conv_weight(wt, dt)
+        ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+        flops = ops.conv_flops(batch, cin, cout, h, w, k, s)
+
+        def ours():
+            ops.conv2d_lrelu(x, packed, b, s, 0.1, out=out, out_channel_offset=off, allow_tf32=tf32)
+
+        def cudnn():
+            y = F.conv2d(x, wt, None, stride=s, padding=(k - 1) // 2)
+            F.leaky_relu(y + b.view(1, -1, 1, 1), 0.1)
+    else:
+        wt = torch.randn(cx, cout, 4, 4, device=dev, dtype=dt) / (cx * 4) ** 0.5
+        packed = ops.pack_deconv_weight(wt, dt)
+        ho, wo = 2 * h, 2 * w
+        flops = ops.deconv_flops(batch, cin, cout, h, w)
+
+        def ours():
+            ops.deconv_lrelu(x, packed, b, 0.1, out=out, out_channel_offset=off, allow_tf32=tf32)
+
+        def cudnn():
+            y = F.conv_transpose2d(x, wt, None, stride=2, padding=1)
+            F.leaky_relu(y + b.view(1, -1, 1, 1), 0.1)
+
+    out = torch.empty(batch, ctot, ho, wo, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
+    ms_ours = time_ms(ours, args.warmup, args.iters, args.reps)
+    ms_cudnn = time_ms(cudnn, args.warmup, args.iters, args.reps)
+    return {
+        "layer": name, "kind": kind, "precision": prec, "batch": batch, "height": args.height, "width": args.width,
+        "in_hw": [h, w], "cin": cin, "cout": cout, "k": k, "stride": s, "gflop": flops / 1e9,
+        "fastflow_ms": ms_ours, "cudnn_ms": ms_cudnn,
+        "fastflow_tflops": flops / ms_ours / 1e9, "cudnn_tflops": flops / ms_cudnn / 1e9,
+        "speedup": ms_cudnn / ms_ours,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--precision", choices=sorted(DTYPES), default="fp16")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--height", type=int, default=384)
+    ap.add_argument("--width", type=int, default=512)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_conv_layers: no CUDA GPU available; nothing to benchmark.")
+        return 0
+    torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
+    torch.backends.cudnn.benchmark = True
+    results = []
+    print(f"{torch.cuda.get_device_name()}  {args.precision}  batch {args.batch}  {args.height}x{args.width}")
+    print(f"{'layer':<14}{'GFLOP':>8}{'fastflow ms':>13}{'TFLOP/s':>9}{'cuDNN ms':>10}{'TFLOP/s':>9}{'speedup':>9}")
+    with torch.no_grad():
+        for row in layers(args.height, args.width):
+            r = bench_layer(row, args.batch, args.precision, args)
+            results.append(r)
+            print(f"{r['layer']:<14}{r['gflop']:>8.2f}{r['fastflow_ms']:>13.4f}{r['fastflow_tflops']:>9.1f}"
+                  f"{r['cudnn_ms']:>10.4f}{r['cudnn_tflops']:>9.1f}{r['speedup']:>9.2f}")
+    tot_ours = sum(r["fastflow_ms"] for r in results)
+    tot_cudnn = sum(r["cudnn_ms"] for r in results)
+    print(f"{'total':<14}{sum(r['gflop'] for r in results):>8.2f}{tot_ours:>13.4f}{'':>9}{tot_cudnn:>10.4f}{'':>9}"
+          f"{tot_cudnn / tot_ours:>9.2f}")
+    if args.json:
+        meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda}
+        with open(args.json, "w") as f:
+            json.dump({**meta, "layers": results}, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Shared checks of fastflow.ops.conv2d_lrelu / deconv_lrelu against fastflow.reference.
+
+One check function per op, device-generic: on CUDA it runs the kernels, on the CPU the host
+emulation of their tiling (same wrappers, plan, index math and slice addressing). Each call draws
+fresh random inputs (the seed is in the failure message), writes into a channel slice of a
+NaN-poisoned buffer and checks both the slice (DESIGN.md section 7 tolerances) and that every other
+channel is bit-identical to before.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+from fastflow import ops, reference
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+SLOPE = reference.LRELU_SLOPE
+# Sanity ceilings on top of the relative rules (catch a reference that is itself broken).
+ABS_CEIL = {"fp16": 5e-3, "bf16": 4e-2}
+
+
+def fresh_generator():
+    seed = int.from_bytes(os.urandom(4), "little")
+    return torch.Generator().manual_seed(seed), seed
+
+
+def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
+    ref = ref.double()
+    return ((got.double() - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    ints = {4: torch.int32, 2: torch.int16}
+    return t.contiguous().view(ints[t.element_size()])
+
+
+def _padded_input(gen, b, cin, cx, h, w):
+    x = torch.randn(b, cin, h, w, generator=gen, dtype=torch.float64)
+    return F.pad(x, (0, 0, 0, 0, 0, cx - cin))
+
+
+def _check_slice(op, prec, buf, before, off, cout, got_ref, lowp_ref_err, seed, what):
+    got = buf[:, off : off + cout]
+    assert torch.isfinite(got).all(), f"{what}: non-finite output (unwritten or NaN) [seed {seed}]"
+    # Every channel outside the slice keeps its exact bits (NaN poison included).
+    assert torch.equal(_bits(buf[:, :off]), _bits(before[:, :off])), f"{what}: wrote below the slice [seed {seed}]"
+    assert torch.equal(_bits(buf[:, off + cout :]), _bits(before[:, off + cout :])), (
+        f"{what}: wrote above the slice [seed {seed}]"
+    )
+    err = rel_err(got, got_ref)
+    if prec == "fp32":
+        assert err <= 1e-5, f"{what}: strict fp32 rel err {err:.3e} > 1e-5 [seed {seed}]"
+    elif prec == "tf32":
+        assert err <= 5e-3, f"{what}: tf32 rel err {err:.3e} > 5e-3 [seed {seed}]"
+    else:
+        assert err <= 2 * lowp_ref_err, (
+            f"{what}: {prec} rel err {err:.3e} > 2 x PyTorch's {lowp_ref_err:.3e} [seed {seed}]"
+        )
+        assert err <= ABS_CEIL[prec], f"{what}: {prec} rel err {err:.3e} > {ABS_CEIL[prec]} [seed {seed}]"
+    return err
+
+
+def check_conv(prec, b, cin, cout, k, stride, h, w, device, cx=None, before=3, after=5, split_k=None):
+    """conv2d_lrelu into channels [before, before + cout) of a (b, before + cout + after, Ho, Wo) buffer."""
+    gen, seed = fresh_generator()
+    cx = cx or (cin + 7) // 8 * 8
+    dt = DTYPES[prec]
+    x = _padded_input(gen, b, cin, cx, h, w)
+    wt = torch.randn(cout, cin, k, k, generator=gen, dtype=torch.float64) / math.sqrt(cin * k * k)
+    bias = torch.randn(cout, generator=gen, dtype=torch.float64) * 0.5
+    # The low-precision inputs are "the same inputs" for us and for PyTorch; the fp64 reference
+    # computes exactly on them.
+    x_d = x.to(dt).to(device).contiguous(memory_format=torch.channels_last)
+    w_d, b_d = wt.to(dt).to(device), bias.to(dt).to(device)
+    ref = reference.conv2d_lrelu(x_d.double(), _pad_w(w_d, cx).double(), b_d.double(), stride, SLOPE)
+    lowp = None
+    if prec in ("fp16", "bf16"):
+        lowp = rel_err(reference.conv2d_lrelu(x_d, _pad_w(w_d, cx), b_d, stride, SLOPE), ref)
+    ho, wo = ref.shape[2:]
+    buf = torch.full((b, before + cout + after, ho, wo), float("nan"), dtype=dt, device=device)
+    buf = buf.contiguous(memory_format=torch.channels_last)
+    snapshot = buf.clone()
+    packed = ops.pack_conv_weight(w_d, dt, cx)
+    res = ops.conv2d_lrelu(x_d, packed, b_d, stride, SLOPE, out=buf, out_channel_offset=before,
+                           allow_tf32=prec == "tf32", split_k=split_k)
+    assert res is buf
+    what = f"conv {prec} b{b} {cin}({cx})->{cout} k{k} s{stride} {h}x{w} slice {before}+{cout}+{after} on {device}"
+    return _check_slice("conv", prec, buf, snapshot, before, cout, ref, lowp, seed, what)
+
+
+def _pad_w(w: torch.Tensor, cx: int) -> torch.Tensor:
+    """(Cout, Cin, k, k) -> (Cout, cx, k, k) with zero weights for the padding channels."""
+    return F.pad(w, (0, 0, 0, 0, 0, cx - w.shape[1]))
+
+
+def check_deconv(prec, b, cin, cout, h, w, device, cx=None, before=3, after=5, split_k=None):
+    """deconv_lrelu (ConvTranspose2d k4 s2 p1) into a channel slice of a (b, Ctot, 2h, 2w) buffer."""
+    gen, seed = fresh_generator()
+    cx = cx or (cin + 7) // 8 * 8
+    dt = DTYPES[prec]
+    x = _padded_input(gen, b, cin, cx, h, w)
+    wt = torch.randn(cin, cout, 4, 4, generator=gen, dtype=torch.float64) / math.sqrt(cin * 4)
+    bias = torch.randn(cout, generator=gen, dtype=torch.float64) * 0.5
+    x_d = x.to(dt).to(device).contiguous(memory_format=torch.channels_last)
+    w_d, b_d = wt.to(dt).to(device), bias.to(dt).to(device)
+    w_full = F.pad(w_d, (0, 0, 0, 0, 0, 0, 0, cx - cin))  # (cx, cout, 4, 4)
+    ref = reference.deconv_lrelu(x_d.double(), w_full.double(), b_d.double(), SLOPE)
+    lowp = None
+    if prec in ("fp16", "bf16"):
+        lowp = rel_err(reference.deconv_lrelu(x_d, w_full, b_d, SLOPE), ref)
+    buf = torch.full((b, before + cout + after, 2 * h, 2 * w), float("nan"), dtype=dt, device=device)
+    buf = buf.contiguous(memory_format=torch.channels_last)
+    snapshot = buf.clone()
+    packed = ops.pack_deconv_weight(w_d, dt, cx)
+    res = ops.deconv_lrelu(x_d, packed, b_d, SLOPE, out=buf, out_channel_offset=before,
+                           allow_tf32=prec == "tf32", split_k=split_k)
+    assert res is buf
+    what = f"deconv {prec} b{b} {cin}({cx})->{cout} {h}x{w} slice {before}+{cout}+{after} on {device}"
+    return _check_slice("deconv", prec, buf, snapshot, before, cout, ref, lowp, seed, what)
+
+
+def encoder_inputs(height: int, width: int):
+    """(name, Cin, Cx, Cout, k, stride, H, W) of each FlowNet2-S encoder conv for a height x width pair."""
+    out = []
+    h, w = height, width
+    for name, cin, cout, k, s in reference.ENCODER:
+        cx = 8 if cin == 6 else cin
+        out.append((name, cin, cx, cout, k, s, h, w))
+        h, w = (h - 1) // s + 1, (w - 1) // s + 1
+    return out
+
+
+def flow_head_inputs(height: int, width: int):
+    """(name, Cin, Cx, H, W) of the five predict_flow convs (3x3 -> 2) on the padded concat buffers."""
+    out = []
+    for i, (name, cin, _) in enumerate(reference.FLOW_HEADS):
+        scale = 64 >> i
+        out.append((name, cin, (cin + 7) // 8 * 8, height // scale, width // scale))
+    return out
+
+
+def decoder_inputs(height: int, width: int):
+    """(name, Cin, Cx, Cout, h, w) of the four deconvs (input at 1/64, 1/32, 1/16, 1/8)."""
+    out = []
+    for i, (name, cin, cout) in enumerate(reference.DECODER):
+        scale = 64 >> i
+        out.append((name, cin, (cin + 7) // 8 * 8, cout, height // scale, width // scale))
+    return out
