@@ -187,8 +187,8 @@ void flow_head(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, i
 
 // Shape of an implicit-GEMM call. conv: k = ksize, any stride; deconv (ConvTranspose2d k4 s2 p1):
 // 2x2 taps per phase, output 2H x 2W.
-IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t Cout, int ksize, int stride,
-                       int64_t Ctot, int64_t offset, const char* op) {
+IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t x_pixel_stride, int64_t Cout,
+                       int ksize, int stride, int64_t Ctot, int64_t offset, const char* op) {
   FF_CHECK(B >= 0 && H >= 0 && W >= 0 && Cout >= 0, op, "negative size");
   FF_CHECK(Cx > 0 && Cx % 8 == 0, op, "input channels must be a positive multiple of 8, got ", Cx);
   FF_CHECK(offset >= 0 && Ctot >= offset + Cout, op, "output slice [", offset, ", ", offset + Cout,
@@ -198,6 +198,9 @@ IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx,
   s.H = int(H);
   s.W = int(W);
   s.Cx = int(Cx);
+  FF_CHECK(x_pixel_stride >= Cx && x_pixel_stride % 8 == 0, op, "input pixel stride ", x_pixel_stride,
+           " must be a multiple of 8 and at least the ", Cx, " input channels");
+  s.xstride = int(x_pixel_stride);
   s.Cout = int(Cout);
   s.Ctot = int(Ctot);
   s.offset = int(offset);
@@ -227,18 +230,18 @@ IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx,
 py::tuple igemm_plan(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t Cout, int ksize, int stride,
                      int dtype, bool allow_tf32, int num_sms, int split_k) {
   const char* op = deconv ? "deconv_lrelu" : "conv2d_lrelu";
-  const IgemmShape s = igemm_shape(deconv, B, H, W, Cx, Cout, ksize, stride, Cout, 0, op);
+  const IgemmShape s = igemm_shape(deconv, B, H, W, Cx, Cx, Cout, ksize, stride, Cout, 0, op);
   const IgemmPlan p = plan_igemm(s, math_mode(to_dtype(dtype, op), allow_tf32), num_sms, split_k);
   return py::make_tuple(p.config, p.bm, p.bn, p.bk, p.splits, p.workspace_elems);
 }
 
-void igemm_run(bool deconv, uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t Cx, uintptr_t w, int64_t Cout,
+void igemm_run(bool deconv, uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t xs, uintptr_t w, int64_t Cout,
                int ksize, int stride, uintptr_t bias, uintptr_t out, int64_t Ctot, int64_t offset, float slope,
                int dtype, bool allow_tf32, uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k,
                int device, int64_t stream) {
   const char* op = deconv ? "deconv_lrelu" : "conv2d_lrelu";
   IgemmParams p{};
-  p.shape = igemm_shape(deconv, B, H, W, Cx, Cout, ksize, stride, Ctot, offset, op);
+  p.shape = igemm_shape(deconv, B, H, W, Cx, xs, Cout, ksize, stride, Ctot, offset, op);
   p.x = reinterpret_cast<const void*>(x);
   p.w = reinterpret_cast<const void*>(w);
   p.bias = reinterpret_cast<const void*>(bias);
@@ -266,18 +269,18 @@ void igemm_run(bool deconv, uintptr_t x, int64_t B, int64_t H, int64_t W, int64_
   (void)stream;
 }
 
-void conv2d_lrelu(uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t Cx, uintptr_t w, int64_t Cout, int ksize,
+void conv2d_lrelu(uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t xs, uintptr_t w, int64_t Cout, int ksize,
                   int stride, uintptr_t bias, uintptr_t out, int64_t Ctot, int64_t offset, float slope, int dtype,
                   bool allow_tf32, uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k, int device,
                   int64_t stream) {
-  igemm_run(false, x, B, H, W, Cx, w, Cout, ksize, stride, bias, out, Ctot, offset, slope, dtype, allow_tf32, workspace,
+  igemm_run(false, x, B, H, W, Cx, xs, w, Cout, ksize, stride, bias, out, Ctot, offset, slope, dtype, allow_tf32, workspace,
             workspace_elems, num_sms, split_k, device, stream);
 }
 
-void deconv_lrelu(uintptr_t x, int64_t B, int64_t h, int64_t w_, int64_t Cx, uintptr_t w, int64_t Cout, uintptr_t bias,
+void deconv_lrelu(uintptr_t x, int64_t B, int64_t h, int64_t w_, int64_t Cx, int64_t xs, uintptr_t w, int64_t Cout, uintptr_t bias,
                   uintptr_t out, int64_t Ctot, int64_t offset, float slope, int dtype, bool allow_tf32,
                   uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k, int device, int64_t stream) {
-  igemm_run(true, x, B, h, w_, Cx, w, Cout, 4, 2, bias, out, Ctot, offset, slope, dtype, allow_tf32, workspace,
+  igemm_run(true, x, B, h, w_, Cx, xs, w, Cout, 4, 2, bias, out, Ctot, offset, slope, dtype, allow_tf32, workspace,
             workspace_elems, num_sms, split_k, device, stream);
 }
 

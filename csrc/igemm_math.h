@@ -39,6 +39,8 @@ constexpr IgemmTile kIgemmTiles[kNumIgemmConfigs] = {{128, 128}, {64, 64}, {128,
 
 struct IgemmShape {
   int B, H, W, Cx;  // input [B, H, W, Cx]
+  int xstride;      // elements between neighbouring input pixels (>= Cx, % 8 == 0): lets a conv
+                    // read the encoder's channel slice of a concat buffer in place
   int Ho, Wo;       // GEMM row grid: conv output size; deconv: the input size (h, w)
   int ksize;        // taps per axis: conv k, deconv 2
   int stride, pad;  // conv only (deconv: 1, 0, unused)
@@ -123,7 +125,7 @@ FF_HOST_DEVICE int64_t a_offset(const IgemmShape& s, const RowOrigin& r, const K
   const int iy = r.iy0 + tap_delta(s, z >> 1, st.ky);
   const int ix = r.ix0 + tap_delta(s, z & 1, st.kx);
   if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) return -1;
-  return int64_t(r.pix + iy * s.W + ix) * s.Cx + st.c;
+  return int64_t(r.pix + iy * s.W + ix) * s.xstride + st.c;
 }
 
 // Element offset into the packed weight [Z][N][K] of chunk (n, k) in phase z, or -1 (zero-fill).

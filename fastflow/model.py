@@ -16,6 +16,7 @@ The fused forward's output carries no autograd history. Training mode runs the r
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 from typing import Dict, Optional, Tuple
@@ -352,21 +353,25 @@ class FlowNet2S(_ReferenceFlowNet2S):
             return "bf16"
         return "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
 
-    def _cuda_plan(self, device: torch.device, dtype: torch.dtype) -> _Plan:
+    def _fused_plan(self, device: torch.device, dtype: torch.dtype) -> _Plan:
         precision = self._cuda_precision(dtype)
-        pkey = ("cuda", device, precision)
+        pkey = ("fused", device, precision)
         key = (pkey, self._weights_signature())
         plan = self._plans.get(pkey)
         if plan is not None and plan.key == key:
             return plan
+        # Plans packed from older weights (another dtype, or before load_state_dict) are dead weight.
+        sig = key[1]
+        for k in [k for k, p in self._plans.items() if k != "cpu" and p.key[1] != sig]:
+            del self._plans[k]
         plan = _Plan(key)
         plan.params["precision"] = precision
         for name, cin, cout, k, s in ENCODER:
             m = getattr(self, name)[0]
-            plan.params[name] = (ops.pack_conv_weight(m.weight.detach(), dtype, cin_padded=_pad8(cin)), m.bias.detach().float().contiguous())
+            plan.params[name] = (ops.pack_conv_weight(m.weight.detach(), dtype, cin_padded=_pad8(cin)), m.bias.detach().to(dtype).contiguous())
         for name, cin, cout in DECODER:
             m = getattr(self, name)[0]
-            plan.params[name] = (ops.pack_deconv_weight(m.weight.detach(), dtype, cin_padded=_pad8(cin)), m.bias.detach().float().contiguous())
+            plan.params[name] = (ops.pack_deconv_weight(m.weight.detach(), dtype, cin_padded=_pad8(cin)), m.bias.detach().to(dtype).contiguous())
         for pred, cin, up in FLOW_HEADS:
             m = getattr(self, pred)
             upw = getattr(self, up).weight.detach() if up else None
@@ -434,26 +439,33 @@ class FlowNet2S(_ReferenceFlowNet2S):
         return flow2
 
     def _forward_cuda(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self._forward_fused(inputs, self.use_cuda_graph)
+
+    def _forward_fused(self, inputs: torch.Tensor, graph: bool) -> torch.Tensor:
+        """The fastflow-kernels-only forward. On CUDA tensors the real thing; on CPU tensors the
+        same arena, slices and op sequence through the ops' CPU versions (the conv/deconv ones are
+        host emulations of the CUDA tiling), which is how CI checks this orchestration without a GPU."""
         b, _, _, h, w = inputs.shape
         dtype = self.conv1[0].weight.dtype
         device = inputs.device
-        with self._lock, torch.cuda.device(device):
-            plan = self._cuda_plan(device, dtype)
+        cuda = device.type == "cuda"
+        with self._lock, (torch.cuda.device(device) if cuda else contextlib.nullcontext()):
+            plan = self._fused_plan(device, dtype)
             shape = (b, h, w)
             e = plan.entries.get(shape)
             if e is None:
                 e = self._make_entry(b, h, w, dtype, device)
                 plan.entries[shape] = e
-                while len(plan.entries) > max(1, int(self.max_cached_shapes)):
-                    plan.entries.popitem(last=False)
             else:
                 plan.entries.move_to_end(shape)
-            stream = torch.cuda.current_stream(device)
+            while len(plan.entries) > max(1, int(self.max_cached_shapes)):  # LRU; the bound may shrink
+                plan.entries.popitem(last=False)
+            stream = torch.cuda.current_stream(device) if cuda else None
             # The arena is shared: work queued on another stream must finish before we overwrite it.
-            if e.last_event is not None and e.last_stream != stream:
+            if cuda and e.last_event is not None and e.last_stream != stream:
                 stream.wait_event(e.last_event)
             ops.normalize_pack(inputs, self.rgb_max, out=e.bufs["input"])
-            if self.use_cuda_graph:
+            if graph and cuda:
                 if e.graph is None:
                     e.graph, e.flow2 = self._capture(plan, e, stream)
                 e.graph.replay()
@@ -461,9 +473,10 @@ class FlowNet2S(_ReferenceFlowNet2S):
             else:
                 flow2 = self._run_network(plan, e)
             out = ops.upsample_flow(flow2, self.div_flow)
-            ev = torch.cuda.Event()
-            ev.record(stream)
-            e.last_event, e.last_stream = ev, stream
+            if cuda:
+                ev = torch.cuda.Event()
+                ev.record(stream)
+                e.last_event, e.last_stream = ev, stream
             return out
 
     def _capture(self, plan: _Plan, e: _Entry, stream) -> Tuple["torch.cuda.CUDAGraph", torch.Tensor]:

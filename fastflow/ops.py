@@ -487,9 +487,9 @@ def _igemm_call(
         bool(allow_tf32), 0 if ws is None else ws.data_ptr(), ws_elems, num_sms, split_k, device, stream,
     )
     if deconv:
-        C.deconv_lrelu(x.data_ptr(), b, h, w, cx, weight.data_ptr(), cout, *common)
+        C.deconv_lrelu(x.data_ptr(), b, h, w, cx, _pixel_stride(x), weight.data_ptr(), cout, *common)
     else:
-        C.conv2d_lrelu(x.data_ptr(), b, h, w, cx, weight.data_ptr(), cout, ksize, stride, *common)
+        C.conv2d_lrelu(x.data_ptr(), b, h, w, cx, _pixel_stride(x), weight.data_ptr(), cout, ksize, stride, *common)
 
 
 @torch.library.custom_op("fastflow::conv2d_lrelu", mutates_args=("out",))
@@ -519,6 +519,28 @@ def _(x, weight, bias, out, slope, out_channel_offset, allow_tf32, split_k):
     return None
 
 
+def _pixel_stride(x: torch.Tensor) -> int:
+    """Elements between neighbouring pixels of an NHWC-read tensor (size-1 dims have arbitrary
+    strides in torch, so take the first dim that pins it down)."""
+    b, c, h, w = x.shape
+    if w > 1:
+        return x.stride(3)
+    if h > 1:
+        return x.stride(2)
+    return x.stride(0) if b > 1 else c
+
+
+def _nhwc_view(x: torch.Tensor) -> bool:
+    """True if x reads as NHWC with a pixel stride >= C, a multiple of 8: a contiguous channels_last
+    tensor, or a leading channel slice of one (how a conv reads its part of a concat buffer)."""
+    b, c, h, w = x.shape
+    ps = _pixel_stride(x)
+    return (
+        (x.stride(1) == 1 or c == 1) and ps >= c and ps % 8 == 0
+        and (x.stride(2) == w * ps or h == 1) and (x.stride(0) == h * w * ps or b == 1)
+    )
+
+
 def _igemm_args(
     op: str, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], cout: int, out_shape: Tuple[int, ...],
     out: Optional[torch.Tensor], out_channel_offset: int, allow_tf32: Optional[bool], split_k: Optional[int],
@@ -535,7 +557,7 @@ def _igemm_args(
         if bias.dim() != 1 or bias.shape[0] != cout:
             raise ValueError(f"fastflow.{op}: bias must be ({cout},), got shape {tuple(bias.shape)}")
         bias = bias.detach().to(x.dtype).contiguous()
-    if not x.is_contiguous(memory_format=torch.channels_last):
+    if not _nhwc_view(x):
         x = x.contiguous(memory_format=torch.channels_last)
     b, ho, wo = out_shape[0], out_shape[2], out_shape[3]
     off = int(out_channel_offset)
