@@ -1,7 +1,9 @@
 """The GPU suite behind gpu_suite.sh: tests, compute-sanitizer, benchmarks -> one JSON record.
 
 Stages (each can be skipped; each writes its part to OUTDIR/parts/ so a suite split over several
-device calls still ends in one record): tests, sanitizer, bench, layers. The record's format is
+device calls still ends in one record): tests, sanitizer (a small forward under memcheck,
+racecheck, initcheck, synccheck), sanitize_tests (the CUDA op tests under the same tools; slow, not
+in the default list), bench, layers (per-layer table). The record's format is
 DESIGN.md section 8, plus the build info and the per-layer table.
 """
 import argparse
@@ -24,6 +26,8 @@ from treehash import tree_hash  # noqa: E402
 def sh(cmd, timeout, **kw):
     t0 = time.time()
     try:
+        if subprocess.run(["which", cmd[0]], capture_output=True).returncode != 0 and not os.path.exists(cmd[0]):
+            return 127, f"{cmd[0]}: not found", 0.0
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=kw.pop("cwd", "/tmp"), **kw)
         return r.returncode, r.stdout + r.stderr, time.time() - t0
     except subprocess.TimeoutExpired as e:
@@ -88,6 +92,25 @@ def stage_sanitizer(outdir, timeout, tools):
     return {"sanitizer": res}
 
 
+def stage_sanitize_tests(outdir, timeout, tools, tests):
+    """compute-sanitizer over the CUDA op tests themselves (slow: small shapes only by default)."""
+    res = {}
+    for tool in tools:
+        rc, out, dt = sh(["compute-sanitizer", "--tool", tool, "--error-exitcode", "3", "--print-limit", "20",
+                          sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], timeout, cwd=ROOT)
+        with open(os.path.join(outdir, f"sanitizer_tests_{tool}.log"), "w") as f:
+            f.write(out)
+        passed = re.search(r"(\d+) passed", out)
+        if rc == 0:
+            res[tool] = "clean"
+        else:
+            first = next((ln.strip() for ln in out.splitlines() if ln.startswith("=========") and "ERROR SUMMARY" not in ln), None)
+            res[tool] = (first or " | ".join(out.strip().splitlines()[-3:]))[:400]
+        res[tool + "_tests_passed"] = int(passed.group(1)) if passed else 0
+        res[tool + "_seconds"] = round(dt, 1)
+    return {"sanitizer_op_tests": res}
+
+
 def stage_bench(outdir, configs, include_compile, repeats):
     import torch
 
@@ -105,14 +128,27 @@ def stage_bench(outdir, configs, include_compile, repeats):
     return {"bench": rows}
 
 
-def stage_layers(outdir):
-    try:
-        import bench_conv_layers
-    except ImportError as e:
-        return {"layers_error": f"bench_conv_layers unavailable: {e}"}
-    if not hasattr(bench_conv_layers, "run"):
-        return {"layers_error": "bench_conv_layers has no run()"}
-    return {"layers": bench_conv_layers.run()}
+# Dense tensor-core / FMA peaks of an H100 SXM (TFLOP/s), for "% of peak" in the per-layer table.
+PEAK_TFLOPS = {"fp16": 989.0, "bf16": 989.0, "tf32": 494.0, "fp32": 67.0}
+
+
+def stage_layers(outdir, precisions=("fp16", "tf32"), size=(448, 1024), batch=1):
+    """Per-layer table (benchmarks/bench_conv_layers.py): fastflow vs cuDNN, ms, TFLOP/s, % of peak."""
+    rows = []
+    for prec in precisions:
+        path = os.path.join(outdir, f"layers_{prec}.json")
+        rc, out, _ = sh([sys.executable, os.path.join(HERE, "bench_conv_layers.py"), "--precision", prec,
+                         "--batch", str(batch), "--height", str(size[0]), "--width", str(size[1]), "--json", path], 600)
+        with open(os.path.join(outdir, f"layers_{prec}.log"), "w") as f:
+            f.write(out)
+        if rc != 0 or not os.path.exists(path):
+            rows.append({"precision": prec, "error": " | ".join(out.strip().splitlines()[-3:])[:400]})
+            continue
+        with open(path) as f:
+            for r in json.load(f)["layers"]:
+                r["fastflow_pct_of_peak"] = 100.0 * r["fastflow_tflops"] / PEAK_TFLOPS[prec]
+                rows.append(r)
+    return {"layers": rows}
 
 
 def env_info():
@@ -120,8 +156,8 @@ def env_info():
 
     import fastflow
 
-    info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "build_info": fastflow.build_info()}
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    info = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda, "build_info": fastflow.build_info()}
     rc, out, _ = sh(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], 30)
     info["driver"] = out.strip().splitlines()[0] if rc == 0 and out.strip() else "unknown"
     commit = os.environ.get("FASTFLOW_COMMIT")
@@ -142,6 +178,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--configs", default="1x448x1024,16x448x1024,1x384x512,16x384x512")
     ap.add_argument("--test-timeout", type=int, default=400)
+    ap.add_argument("--sanitize-tests", default="tests/test_cuda_io_ops.py,tests/test_flow_head.py,tests/test_conv_lrelu.py,"
+                    "tests/test_deconv_lrelu.py", help="op test files the sanitize_tests stage runs (-k 'cuda and not 448')")
     ap.add_argument("--sanitizer-timeout", type=int, default=240)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -150,13 +188,16 @@ def main():
         print(json.dumps(part(args.out, "tests", stage_tests(args.out, args.test_timeout))["tests"]), flush=True)
     if "sanitizer" in stages:
         print(json.dumps(part(args.out, "sanitizer", stage_sanitizer(args.out, args.sanitizer_timeout, args.sanitizers.split(",")))), flush=True)
+    if "sanitize_tests" in stages:
+        tests = [t for t in args.sanitize_tests.split(",") if t] + ["-k", "cuda and not 448 and not 1024"]
+        part(args.out, "sanitize_tests", stage_sanitize_tests(args.out, 4 * args.sanitizer_timeout, args.sanitizers.split(","), tests))
     if "bench" in stages:
         configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
         part(args.out, "bench", stage_bench(args.out, configs, args.compile, args.repeats))
     if "layers" in stages:
         part(args.out, "layers", stage_layers(args.out))
     record = env_info()
-    for name in ("tests", "sanitizer", "bench", "layers"):
+    for name in ("tests", "sanitizer", "sanitize_tests", "bench", "layers"):
         p = part(args.out, name)
         if p:
             record.update(p)
