@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import operator
 import os
 import threading
 from typing import Dict, Optional, Tuple
@@ -29,6 +30,8 @@ from .reference import DECODER, ENCODER, FLOW_HEADS, LRELU_SLOPE, check_pair_inp
 from .reference import FlowNet2S as _ReferenceFlowNet2S
 
 __all__ = ["FlowNet2S", "CheckpointError", "load_checkpoint_state"]
+
+_VERSION = operator.attrgetter("_version")
 
 
 class CheckpointError(ValueError):
@@ -246,6 +249,10 @@ class FlowNet2S(_ReferenceFlowNet2S):
     ``torch.backends.cudnn.allow_tf32`` is True (PyTorch's default for convolutions), strict fp32
     otherwise. The input may stay float32 in every mode.
 
+    Packed weights are rebuilt automatically after ``load_state_dict``, ``.to()``/``.half()``/...,
+    and in-place parameter updates; after assigning a new ``nn.Parameter`` object to a submodule,
+    call ``invalidate_cache()``.
+
     Attributes: ``use_cuda_graph`` (default True; False runs the CUDA kernels eagerly, for
     debugging), ``max_cached_shapes`` (graphs/arenas kept per precision, default 8, LRU) and
     ``flush_denormal`` (default True: the CPU forward runs with denormals flushed to zero, as
@@ -258,6 +265,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
         self.use_cuda_graph = True
         self.max_cached_shapes = 8
         self.flush_denormal = True
+        self._param_list = None
         self._plans: Dict[tuple, _Plan] = {}
         self._lock = threading.RLock()
         self.register_load_state_dict_post_hook(lambda module, incompatible: module.invalidate_cache())
@@ -282,10 +290,20 @@ class FlowNet2S(_ReferenceFlowNet2S):
         whenever a parameter changes)."""
         with self._lock:
             self._plans = {}
+            self._param_list = None
 
     def _weights_signature(self) -> tuple:
         # data_ptr catches .to()/.half(); _version catches in-place updates (copy_, optimiser steps).
-        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+        # The parameter list is cached (walking the module tree costs ~100 us a call); _apply
+        # (.to, .cuda, .half, ...) and load_state_dict refresh it.
+        if self._param_list is None:
+            self._param_list = list(self.parameters())
+        params = self._param_list
+        return tuple(map(_VERSION, params)) + tuple(map(torch.Tensor.data_ptr, params))
+
+    def _apply(self, fn, *args, **kwargs):
+        self._param_list = None
+        return super()._apply(fn, *args, **kwargs)
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor):
@@ -464,7 +482,8 @@ class FlowNet2S(_ReferenceFlowNet2S):
             # The arena is shared: work queued on another stream must finish before we overwrite it.
             if cuda and e.last_event is not None and e.last_stream != stream:
                 stream.wait_event(e.last_event)
-            ops.normalize_pack(inputs, self.rgb_max, out=e.bufs["input"])
+            # Validated by forward(): launch directly, without the op dispatcher's ~20 us.
+            ops._normalize_pack_impl(inputs if inputs.dtype == torch.float32 else inputs.float(), self.rgb_max, e.bufs["input"])
             if graph and cuda:
                 if e.graph is None:
                     e.graph, e.flow2 = self._capture(plan, e, stream)
@@ -472,7 +491,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
                 flow2 = e.flow2
             else:
                 flow2 = self._run_network(plan, e)
-            out = ops.upsample_flow(flow2, self.div_flow)
+            out = ops._upsample_flow_impl(flow2, self.div_flow)
             if cuda:
                 ev = torch.cuda.Event()
                 ev.record(stream)

@@ -69,8 +69,9 @@ def _same_device(op: str, **tensors: torch.Tensor) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@torch.library.custom_op("fastflow::normalize_pack", mutates_args=("out",))
-def _normalize_pack_op(pair: torch.Tensor, rgb_max: float, out: torch.Tensor) -> None:
+def _normalize_pack_impl(pair: torch.Tensor, rgb_max: float, out: torch.Tensor) -> None:
+    """The launch alone, for callers that validated already (the model's hot path skips the
+    dispatcher): pair float32 (B, 3, 2, H, W), out contiguous channels_last (B, 6|8, H, W)."""
     b, _, _, h, w = pair.shape
     device, stream = _device_args(pair)
     partial = 0
@@ -81,6 +82,9 @@ def _normalize_pack_op(pair: torch.Tensor, rgb_max: float, out: torch.Tensor) ->
         pair.data_ptr(), list(pair.stride()), b, h, w, out.data_ptr(), DTYPE_CODES[out.dtype], out.shape[1],
         float(rgb_max), partial, device, stream,
     )
+
+
+_normalize_pack_op = torch.library.custom_op("fastflow::normalize_pack", mutates_args=("out",))(_normalize_pack_impl)
 
 
 @_normalize_pack_op.register_fake
@@ -139,8 +143,8 @@ def normalize_pack(
 # ---------------------------------------------------------------------------------------------
 
 
-@torch.library.custom_op("fastflow::upsample_flow", mutates_args=())
-def _upsample_flow_op(flow2: torch.Tensor, div_flow: float) -> torch.Tensor:
+def _upsample_flow_impl(flow2: torch.Tensor, div_flow: float) -> torch.Tensor:
+    """The launch alone (no validation, no dispatcher): flow2 (B, 2, h, w) float32/16-bit."""
     b, _, h, w = flow2.shape
     out = torch.empty((b, 2, 4 * h, 4 * w), dtype=torch.float32, device=flow2.device)
     device, stream = _device_args(flow2)
@@ -149,6 +153,9 @@ def _upsample_flow_op(flow2: torch.Tensor, div_flow: float) -> torch.Tensor:
         device, stream,
     )
     return out
+
+
+_upsample_flow_op = torch.library.custom_op("fastflow::upsample_flow", mutates_args=())(_upsample_flow_impl)
 
 
 @_upsample_flow_op.register_fake
