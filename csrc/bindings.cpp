@@ -10,9 +10,6 @@
 #include <array>
 #include <string>
 #include <vector>
-#if defined(__x86_64__) || defined(_M_X64)
-#include <xmmintrin.h>
-#endif
 
 #include "flow_head.h"
 #include "ops.h"
@@ -310,16 +307,6 @@ py::dict build_info() {
   return d;
 }
 
-// Whether the calling thread flushes denormals (x86 MXCSR FTZ and DAZ both set), so the CPU forward
-// can restore the caller's state after running with torch.set_flush_denormal(True).
-bool cpu_flush_denormal() {
-#if defined(__x86_64__) || defined(_M_X64)
-  return (_mm_getcsr() & 0x8040u) == 0x8040u;
-#else
-  return false;
-#endif
-}
-
 // Number of CUDA devices our runtime sees (0 without a driver; never raises).
 int cuda_device_count() {
 #ifdef FASTFLOW_WITH_CUDA
@@ -352,5 +339,4 @@ PYBIND11_MODULE(_C, m) {
         "(config, bm, bn, bk, splits, workspace_elems) the conv/deconv kernels use for a shape");
   m.def("build_info", &build_info, "how this extension was built");
   m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible to the extension's runtime");
-  m.def("cpu_flush_denormal", &cpu_flush_denormal, "whether this thread flushes denormals (FTZ and DAZ)");
 }

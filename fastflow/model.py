@@ -25,7 +25,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from . import _backend, ops
+from . import ops
 from .reference import DECODER, ENCODER, FLOW_HEADS, LRELU_SLOPE, check_pair_input
 from .reference import FlowNet2S as _ReferenceFlowNet2S
 
@@ -254,17 +254,13 @@ class FlowNet2S(_ReferenceFlowNet2S):
     call ``invalidate_cache()``.
 
     Attributes: ``use_cuda_graph`` (default True; False runs the CUDA kernels eagerly, for
-    debugging), ``max_cached_shapes`` (graphs/arenas kept per precision, default 8, LRU) and
-    ``flush_denormal`` (default True: the CPU forward runs with denormals flushed to zero, as
-    inference runtimes do, because random or poorly scaled weights can make oneDNN 10x slower on
-    denormal activations; the caller's FPU state is restored afterwards).
+    debugging) and ``max_cached_shapes`` (graphs/arenas kept per precision, default 8, LRU).
     """
 
     def __init__(self, rgb_max: float = 255.0, div_flow: float = 20.0):
         super().__init__(rgb_max=rgb_max, div_flow=div_flow)
         self.use_cuda_graph = True
         self.max_cached_shapes = 8
-        self.flush_denormal = True
         self._param_list = None
         self._plans: Dict[tuple, _Plan] = {}
         self._lock = threading.RLock()
@@ -337,18 +333,6 @@ class FlowNet2S(_ReferenceFlowNet2S):
         return plan
 
     def _forward_cpu(self, inputs: torch.Tensor) -> torch.Tensor:
-        if not self.flush_denormal:
-            return self._forward_cpu_impl(inputs)
-        C = _backend.load()
-        previous = C.cpu_flush_denormal()
-        torch.set_flush_denormal(True)
-        try:
-            return self._forward_cpu_impl(inputs)
-        finally:
-            if not previous:
-                torch.set_flush_denormal(False)
-
-    def _forward_cpu_impl(self, inputs: torch.Tensor) -> torch.Tensor:
         dtype = self.conv1[0].weight.dtype
         b, _, _, h, w = inputs.shape
         with self._lock:

@@ -103,16 +103,3 @@ def test_bad_dtype_and_device():
     with pytest.raises(ValueError, match="model is on"):
         m(torch.zeros(1, 3, 2, 64, 64, device="meta"))
 
-
-def test_flush_denormal_state_restored(models):
-    from fastflow import _backend
-
-    fast, _ = models
-    C = _backend.load()
-    x = motorcycle_pair(64, 64)
-    for before in (False, True):
-        torch.set_flush_denormal(before)
-        with torch.no_grad():
-            fast(x)
-        assert C.cpu_flush_denormal() == before
-    torch.set_flush_denormal(False)
