@@ -218,7 +218,8 @@ IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx,
     s.Wo = W > 0 ? conv_out_size(int(W), ksize, stride) : 0;
   }
   // 32-bit GEMM indices; element offsets are 64-bit.
-  FF_CHECK(int64_t(B) * s.OH() * s.OW() < (int64_t(1) << 31) && B * H * W < (int64_t(1) << 31) &&
+  // Row indices run up to M + a tile past the end inside the kernel: keep a margin below 2^31.
+  FF_CHECK(int64_t(B) * s.OH() * s.OW() < (int64_t(1) << 31) - 256 && B * H * W < (int64_t(1) << 31) &&
                int64_t(s.K()) * Cout < (int64_t(1) << 31),
            op, "tensor too large for 32-bit GEMM indices");
   return s;

@@ -93,8 +93,9 @@ struct KernelTraits {
   static constexpr int kBIters = (kBN * kChunksPerRow + kThreads - 1) / kThreads;
   static constexpr int kStageBytes = (kBM + kBN) * kRowBytes;
   static constexpr int kPipeBytes = kStages * kStageBytes;
-  // Epilogue staging tile [BM][BN + 4] fp32 (the +4 keeps 16-byte row alignment and staggers banks).
-  static constexpr int kCPitch = kBN + 4;
+  // Epilogue staging tile [BM][BN + 8] fp32: rows stay 16-byte aligned, and a pitch of 8 mod 32
+  // words makes the half-warps' float2 fragment stores conflict-free (+4 overlapped 4 banks).
+  static constexpr int kCPitch = kBN + 8;
   static constexpr int kSmemBytes = kPipeBytes;
   // Output chunk: one 16-byte store of T.
   static constexpr int kVec = 16 / kElemBytes;
@@ -460,7 +461,8 @@ void launch_igemm(const IgemmParams& p, const IgemmPlan& plan, int device, int64
   const IgemmShape& s = p.shape;
   FF_CHECK(s.deconv == kDeconv, op, "shape kind mismatch");
   FF_CHECK(s.Cx % 8 == 0, op, "input channels must be a multiple of 8, got ", s.Cx);
-  FF_CHECK(plan.splits == 1 || (p.workspace && p.workspace_elems >= plan.workspace_elems), op,
+  FF_CHECK(plan.splits == 1 || (p.workspace && p.workspace_elems >= plan.workspace_elems &&
+                                reinterpret_cast<uintptr_t>(p.workspace) % 16 == 0), op,
            "split-K needs a float32 workspace of ", plan.workspace_elems, " elements");
   FF_CHECK(s.N() <= 65535 * 16 && s.Z() * plan.splits <= 65535, op, "grid too large");
   if (s.M() == 0 || s.N() == 0) return;
