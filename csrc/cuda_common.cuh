@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <sstream>
 #include <stdexcept>
 
@@ -16,6 +17,13 @@ inline void cuda_check(cudaError_t err, const char* op, const char* what) {
   std::ostringstream s;
   s << "fastflow." << op << ": CUDA error during " << what << ": " << cudaGetErrorName(err) << " ("
     << cudaGetErrorString(err) << ")";
+  if (err == cudaErrorInsufficientDriver) {
+    int drv = 0, rt = 0;
+    cudaDriverGetVersion(&drv);
+    cudaRuntimeGetVersion(&rt);
+    s << "; the driver supports CUDA " << drv / 1000 << "." << (drv % 1000) / 10 << " but fastflow was built with CUDA "
+      << rt / 1000 << "." << (rt % 1000) / 10 << " (static runtime): rebuild with an nvcc the driver supports";
+  }
   throw std::runtime_error(s.str());
 }
 
@@ -30,6 +38,20 @@ inline cudaStream_t prepare_launch(int device, int64_t stream, const char* op) {
 inline void launch_check(const char* op) { cuda_check(cudaGetLastError(), op, "kernel launch"); }
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
+
+// Raises Kernel's dynamic shared-memory limit to `bytes` once per device (devices >= 32: every call).
+// The attribute belongs to the function, not the launch: setting it per launch to that launch's
+// size would race between threads launching the same kernel with different sizes. Doing it once
+// also keeps launches inside a CUDA-graph capture free of non-stream API calls after the first.
+template <auto Kernel>
+void raise_smem_limit_once(int bytes, int device, const char* op) {
+  static std::atomic<uint32_t> raised{0};
+  const uint32_t bit = device < 32 ? (1u << device) : 0u;
+  if (bit && (raised.load(std::memory_order_acquire) & bit)) return;
+  cuda_check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), op,
+             "cudaFuncSetAttribute");
+  raised.fetch_or(bit, std::memory_order_acq_rel);
+}
 
 }  // namespace fastflow
 

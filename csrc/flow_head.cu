@@ -329,9 +329,8 @@ void launch_flow_head(const FlowHeadParams& p, int device, cudaStream_t st, cons
   FF_CHECK(smem <= size_t(smem_max), op, "x has ", p.C, " channels; the weights need ", smem,
            " bytes of shared memory, more than the device's ", smem_max);
   auto kernel = flow_head_kernel<T, kVector, kUp>;
-  if (smem > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), op,
-               "cudaFuncSetAttribute");
+  // Heads of different C share this kernel: allow the device's maximum once, not each launch's size.
+  if (smem > 48 * 1024) raise_smem_limit_once<flow_head_kernel<T, kVector, kUp>>(smem_max, device, op);
   kernel<<<unsigned(blocks), Tr::kThreads, smem, st>>>(p, t);
 }
 

@@ -16,7 +16,6 @@
 // pitch spreads the SIMT path's 4-byte reads of 16 rows over the banks with at most 2-way conflicts.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 
 #include "cuda_common.cuh"
@@ -433,17 +432,9 @@ void launch_kernel(const KernelParams& kp, cudaStream_t st, const char* op) {
   const IgemmShape& s = kp.p.shape;
   auto kernel = igemm_kernel<kConfig, kMode>;
   if (Tr::kSmemBytes > 48 * 1024) {
-    // Once per device (bit mask; devices >= 32 always set it), so that launches inside a CUDA-graph
-    // capture after the first call issue no non-stream API call.
-    static std::atomic<uint32_t> raised{0};
     int device = 0;
     cuda_check(cudaGetDevice(&device), op, "cudaGetDevice");
-    const uint32_t bit = device < 32 ? (1u << device) : 0u;
-    if (!bit || !(raised.load(std::memory_order_acquire) & bit)) {
-      cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes), op,
-                 "cudaFuncSetAttribute");
-      raised.fetch_or(bit, std::memory_order_acq_rel);
-    }
+    raise_smem_limit_once<igemm_kernel<kConfig, kMode>>(Tr::kSmemBytes, device, op);
   }
   const dim3 grid(ceil_div(s.M(), Tr::kBM), ceil_div(s.N(), Tr::kBN), unsigned(s.Z() * kp.splits));
   kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, st>>>(kp);

@@ -56,8 +56,8 @@ mean_partial_kernel(InView in, int64_t H, int64_t W, float* __restrict__ partial
   }
 }
 
-// One thread per output pixel: 6 strided loads, C stores (contiguous, one 16-byte vector for C=8
-// in 16-bit types).
+// One thread per output pixel: 6 strided loads, C contiguous scalar stores (a warp's stores still
+// coalesce into whole cache lines).
 template <typename OutT>
 __global__ void __launch_bounds__(kPackThreads)
 pack_kernel(InView in, int64_t B, int64_t H, int64_t W, int C, float inv_rgb_max,
@@ -122,6 +122,7 @@ void upsample_flow_cuda(const UpsampleParams& p, int device, int64_t stream) {
   if (p.B == 0 || p.h == 0 || p.w == 0) return;
   cudaStream_t st = prepare_launch(device, stream, op);
   const int64_t n = p.B * 2 * 16 * p.h * p.w;
+  FF_CHECK((n + kUpThreads - 1) / kUpThreads <= 0x7FFFFFFF, op, "output too large for one grid");
   FF_DISPATCH_CUDA(p.in_dtype, T, op,
                    upsample_flow_kernel<T><<<ceil_div(n, kUpThreads), kUpThreads, 0, st>>>(
                        static_cast<const T*>(p.in), p.in_stride[0], p.in_stride[1], p.in_stride[2], p.in_stride[3],

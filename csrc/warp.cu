@@ -40,6 +40,7 @@ __global__ void __launch_bounds__(kWarpThreads) warp_kernel(WarpParams p) {
 
 template <typename T>
 void launch_warp(const WarpParams& p, cudaStream_t st) {
+  FF_CHECK((p.B * p.H * p.W + kWarpThreads - 1) / kWarpThreads <= 0x7FFFFFFF, "warp", "image too large for one grid");
   const unsigned grid = ceil_div(p.B * p.H * p.W, kWarpThreads);
   FF_DISPATCH_CUDA(p.flow_dtype, F, "warp", warp_kernel<T, F><<<grid, kWarpThreads, 0, st>>>(p));
 }

@@ -240,6 +240,14 @@ class _Entry:
         self.last_stream = None
 
 
+def _release(e: _Entry) -> None:
+    """Before an arena is dropped: its memory returns to the allocator of the stream that created
+    it; if another stream used it last, make the allocator wait for that stream's work."""
+    if e.last_stream is not None:
+        for t in e.bufs.values():
+            t.record_stream(e.last_stream)
+
+
 class FlowNet2S(_ReferenceFlowNet2S):
     """FlowNet2-S with fastflow's fused inference forward; a drop-in for the reference module.
 
@@ -285,6 +293,9 @@ class FlowNet2S(_ReferenceFlowNet2S):
         """Drop packed weights, arenas and CUDA graphs (done automatically on load_state_dict and
         whenever a parameter changes)."""
         with self._lock:
+            for plan in self._plans.values():
+                for e in plan.entries.values():
+                    _release(e)
             self._plans = {}
             self._param_list = None
 
@@ -365,7 +376,8 @@ class FlowNet2S(_ReferenceFlowNet2S):
         # Plans packed from older weights (another dtype, or before load_state_dict) are dead weight.
         sig = key[1]
         for k in [k for k, p in self._plans.items() if k != "cpu" and p.key[1] != sig]:
-            del self._plans[k]
+            for e in self._plans.pop(k).entries.values():
+                _release(e)
         plan = _Plan(key)
         plan.params["precision"] = precision
         for name, cin, cout, k, s in ENCODER:
@@ -461,14 +473,17 @@ class FlowNet2S(_ReferenceFlowNet2S):
             else:
                 plan.entries.move_to_end(shape)
             while len(plan.entries) > max(1, int(self.max_cached_shapes)):  # LRU; the bound may shrink
-                plan.entries.popitem(last=False)
+                _release(plan.entries.popitem(last=False)[1])
             stream = torch.cuda.current_stream(device) if cuda else None
+            # Called inside the caller's own graph capture: launch eagerly into it (no nested capture,
+            # no events across the capture boundary).
+            capturing = cuda and torch.cuda.is_current_stream_capturing()
             # The arena is shared: work queued on another stream must finish before we overwrite it.
-            if cuda and e.last_event is not None and e.last_stream != stream:
+            if cuda and not capturing and e.last_event is not None and e.last_stream != stream:
                 stream.wait_event(e.last_event)
             # Validated by forward(): launch directly, without the op dispatcher's ~20 us.
             ops._normalize_pack_impl(inputs if inputs.dtype == torch.float32 else inputs.float(), self.rgb_max, e.bufs["input"])
-            if graph and cuda:
+            if graph and cuda and not capturing:
                 if e.graph is None:
                     e.graph, e.flow2 = self._capture(plan, e, stream)
                 e.graph.replay()
@@ -476,22 +491,25 @@ class FlowNet2S(_ReferenceFlowNet2S):
             else:
                 flow2 = self._run_network(plan, e)
             out = ops._upsample_flow_impl(flow2, self.div_flow)
-            if cuda:
+            if cuda and not capturing:
                 ev = torch.cuda.Event()
                 ev.record(stream)
                 e.last_event, e.last_stream = ev, stream
             return out
 
     def _capture(self, plan: _Plan, e: _Entry, stream) -> Tuple["torch.cuda.CUDAGraph", torch.Tensor]:
-        # One eager run first: it compiles nothing but allocates everything the kernels need
-        # (split-K workspaces come from the caching allocator) and surfaces errors outside capture.
+        # One eager run first: the first launch of each kernel loads its module (CUDA lazy
+        # loading) and raises shared-memory limits, which must not happen during capture; errors
+        # also surface here rather than as a failed capture.
         side = torch.cuda.Stream(device=stream.device)
         side.wait_stream(stream)
         with torch.cuda.stream(side):
             self._run_network(plan, e)
         stream.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=side):
+        # thread_local: CUDA calls of other threads (a DataLoader's pin_memory, another model)
+        # during this lazy capture must not invalidate it.
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             flow2 = self._run_network(plan, e)
         stream.wait_stream(side)
         return graph, flow2
