@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import time
 import xml.etree.ElementTree as ET
 
@@ -171,7 +172,9 @@ def env_info():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="where the record and suite_logs.tar.gz go")
+    ap.add_argument("--work", default=os.environ.get("FASTFLOW_SUITE_WORK", "/tmp/fastflow_suite"),
+                    help="logs and per-stage parts (kept between calls while the machine stays up)")
     ap.add_argument("--stages", default="tests,sanitizer,bench,layers")
     ap.add_argument("--sanitizers", default="memcheck,racecheck,initcheck,synccheck")
     ap.add_argument("--compile", action="store_true", help="include torch.compile max-autotune at batch 1")
@@ -183,6 +186,8 @@ def main():
     ap.add_argument("--sanitizer-timeout", type=int, default=240)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.work, exist_ok=True)
+    out_dir, args.out = args.out, args.work  # stages write into the work folder
     stages = [s for s in args.stages.split(",") if s]
     if "tests" in stages:
         print(json.dumps(part(args.out, "tests", stage_tests(args.out, args.test_timeout))["tests"]), flush=True)
@@ -205,9 +210,12 @@ def main():
     record["date"] = datetime.date.today().isoformat()
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", record["gpu"]).strip("-")
     name = f"{record['date']}-{gpu}-{record['commit'][:8]}.json"
-    with open(os.path.join(args.out, name), "w") as f:
+    # Few files come back from a device run: the record plus one archive of every log.
+    with open(os.path.join(out_dir, name), "w") as f:
         json.dump(record, f, indent=1)
-    print(f"record: {os.path.join(args.out, name)}")
+    with tarfile.open(os.path.join(out_dir, "suite_logs.tar.gz"), "w:gz") as tar:
+        tar.add(args.work, arcname="suite_logs")
+    print(f"record: {os.path.join(out_dir, name)}")
     if "bench" in record:
         from fastflow.bench import BenchRow, format_table
 
