@@ -23,7 +23,7 @@ if ! FASTFLOW_CUDA_ARCHS="${FASTFLOW_CUDA_ARCHS:-90}" pip install --no-build-iso
     exit 1
 fi
 grep -E "fastflow build|warning" "$WORK/build.log" | head -20
-python -c "import fastflow, json; print(json.dumps(fastflow.build_info()))" 2>&1 | tail -1
+(cd /tmp && python -c "import fastflow, json; print(json.dumps(fastflow.build_info()))") 2>&1 | tail -1
 echo "== suite"
 python benchmarks/suite.py --out "$OUTDIR" "$@"
 rc=$?
