@@ -181,3 +181,22 @@ def test_cuda():
     torch.testing.assert_close(out.cpu(), track_points(flow, pts), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="device"):
         track_points(flow.cuda(), pts)
+
+
+def test_heatmap_warp_agrees_with_track_points():
+    """Pose tracking both ways: a joint heatmap carried by fastflow.warp peaks where track_points
+    moves the joint. Backward warp: warping frame-1 heatmaps into frame 2 uses the flow from frame 2
+    to frame 1; track_points uses the forward flow (frame 1 -> 2)."""
+    import fastflow
+
+    h, w = 40, 56
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    joint = torch.tensor([[21.0, 13.0]])  # (x, y) in frame 1
+    heat1 = torch.exp(-((xs - 21.0) ** 2 + (ys - 13.0) ** 2) / 4.0)[None, None]
+    forward = torch.zeros(2, h, w)
+    forward[0], forward[1] = 5.0, -3.0  # everything moves 5 right, 3 up
+    moved = fastflow.track_points(forward, joint)
+    torch.testing.assert_close(moved, torch.tensor([[26.0, 10.0]]))
+    heat2 = fastflow.warp(heat1, -forward[None], padding="zeros")
+    peak = torch.nonzero(heat2[0, 0] == heat2.max())[0]
+    assert (int(peak[1]), int(peak[0])) == (26, 10)
