@@ -240,6 +240,10 @@ class _Entry:
         self.last_stream = None
 
 
+def _invalidate_after_load(module, incompatible_keys) -> None:
+    module.invalidate_cache()
+
+
 def _release(e: _Entry) -> None:
     """Before an arena is dropped: its memory returns to the allocator of the stream that created
     it; if another stream used it last, make the allocator wait for that stream's work."""
@@ -272,7 +276,18 @@ class FlowNet2S(_ReferenceFlowNet2S):
         self._param_list = None
         self._plans: Dict[tuple, _Plan] = {}
         self._lock = threading.RLock()
-        self.register_load_state_dict_post_hook(lambda module, incompatible: module.invalidate_cache())
+        self.register_load_state_dict_post_hook(_invalidate_after_load)
+
+    # Caches, the lock and CUDA graphs are per process: copies and pickles start without them.
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state.update(_lock=None, _plans={}, _param_list=None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod

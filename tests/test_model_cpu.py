@@ -103,3 +103,19 @@ def test_bad_dtype_and_device():
     with pytest.raises(ValueError, match="model is on"):
         m(torch.zeros(1, 3, 2, 64, 64, device="meta"))
 
+
+
+def test_copy_and_pickle(models, tmp_path):
+    import copy
+
+    fast, ref = models
+    x = motorcycle_pair(64, 64)
+    with torch.no_grad():
+        fast(x)  # caches populated
+        clone = copy.deepcopy(fast)
+        assert rel_err(clone(x), ref(x)) <= 1e-5
+        torch.save(fast, tmp_path / "m.pt")
+        loaded = torch.load(tmp_path / "m.pt", weights_only=False)
+        assert rel_err(loaded(x), ref(x)) <= 1e-5
+        clone.load_state_dict(Reference().state_dict())  # the hook survives the copy
+        assert rel_err(clone(x), ref(x)) > 1e-3
