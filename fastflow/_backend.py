@@ -23,6 +23,9 @@ def load():
     return _C
 
 
+_INFO = None
+
+
 def build_info() -> Dict[str, Any]:
     """How this fastflow was built and what it can run.
 
@@ -30,8 +33,19 @@ def build_info() -> Dict[str, Any]:
     (e.g. ``"80;86;89;90"``), ``nvcc_version``, ``cuda_runtime_version``, ``cpu_ops``, ``cuda_ops``,
     ``cxx_compiler``, ``cuda_devices`` (GPUs the extension's runtime sees now; 0 without a driver).
     """
-    C = load()
-    info = dict(C.build_info())
-    info["version"] = __version__
-    info["cuda_devices"] = int(C.cuda_device_count()) if info["cuda_compiled"] else 0
+    info = dict(_static_info())
+    info["cuda_devices"] = int(load().cuda_device_count()) if info["cuda_compiled"] else 0
     return info
+
+
+def _static_info() -> Dict[str, Any]:
+    global _INFO
+    if _INFO is None:
+        _INFO = dict(load().build_info())
+        _INFO["version"] = __version__
+    return _INFO
+
+
+def cuda_compiled() -> bool:
+    """Whether this build has the CUDA kernels (cached; no CUDA call)."""
+    return bool(_static_info()["cuda_compiled"])

@@ -20,18 +20,20 @@ import contextlib
 import operator
 import os
 import threading
+import warnings
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from . import ops
+from . import _backend, ops
 from .reference import DECODER, ENCODER, FLOW_HEADS, LRELU_SLOPE, check_pair_input
 from .reference import FlowNet2S as _ReferenceFlowNet2S
 
 __all__ = ["FlowNet2S", "CheckpointError", "load_checkpoint_state"]
 
 _VERSION = operator.attrgetter("_version")
+_WARNED_NO_CUDA = False
 
 
 class CheckpointError(ValueError):
@@ -468,6 +470,16 @@ class FlowNet2S(_ReferenceFlowNet2S):
         return flow2
 
     def _forward_cuda(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not _backend.cuda_compiled():
+            # Installed where nvcc was missing: still give the right answer, at PyTorch's speed.
+            global _WARNED_NO_CUDA
+            if not _WARNED_NO_CUDA:
+                warnings.warn(
+                    "fastflow was built without CUDA kernels (no nvcc at install time); FlowNet2S runs the "
+                    "PyTorch reference forward on the GPU. Reinstall with nvcc on PATH (or CUDA_HOME set) "
+                    "for the fused kernels.", RuntimeWarning, stacklevel=3)
+                _WARNED_NO_CUDA = True
+            return super().forward(inputs.to(self.conv1[0].weight.dtype))
         return self._forward_fused(inputs, self.use_cuda_graph)
 
     def _forward_fused(self, inputs: torch.Tensor, graph: bool) -> torch.Tensor:
