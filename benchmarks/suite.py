@@ -152,6 +152,29 @@ def stage_layers(outdir, precisions=("fp16", "tf32"), size=(448, 1024), batch=1)
     return {"layers": rows}
 
 
+def targets(rows):
+    """The performance issue's targets, evaluated on this run's rows (None where a row is missing)."""
+    def ms(impl, prec, b, h=448, w=1024):
+        for r in rows:
+            if (r["impl"], r["precision"], r["batch"], r["height"], r["width"]) == (impl, prec, b, h, w):
+                return r
+        return None
+
+    f16, comp = ms("fastflow", "fp16", 1), ms("torch_compile", "fp16", 1)
+    f16b16 = ms("fastflow", "fp16", 16)
+    tf, ref_tf = ms("fastflow", "tf32", 1), ms("reference", "tf32", 1)
+    f32, ref_32 = ms("fastflow", "fp32", 1), ms("reference", "fp32", 1)
+    out = {
+        "fp16_b1_448x1024_ms": f16 and f16["median_ms"], "target_fp16_b1_ms": 0.25,
+        "fp16_b1_vs_torch_compile": f16 and comp and comp["median_ms"] / f16["median_ms"], "target_vs_compile": 3.0,
+        "fp16_b16_pairs_per_s": f16b16 and f16b16["pairs_per_s"], "target_b16_pairs_per_s": 6000,
+        "tf32_vs_reference_defaults": tf and ref_tf and ref_tf["median_ms"] / tf["median_ms"], "target_tf32": 1.5,
+        "fp32_vs_reference_tf32_off": f32 and ref_32 and ref_32["median_ms"] / f32["median_ms"], "target_fp32": 1.0,
+        "fp16_b1_peak_mem_mb": f16 and f16["peak_mem_mb"], "target_peak_mem_mb": 200,
+    }
+    return out
+
+
 def env_info():
     import torch
 
@@ -207,6 +230,8 @@ def main():
         if p:
             record.update(p)
     record.setdefault("tests", {"passed": 0, "failed": 0, "skipped": 0})
+    if record.get("bench"):
+        record["targets"] = targets(record["bench"])
     record["date"] = datetime.date.today().isoformat()
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", record["gpu"]).strip("-")
     name = f"{record['date']}-{gpu}-{record['commit'][:8]}.json"
