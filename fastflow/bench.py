@@ -168,6 +168,9 @@ def run_model_bench(
     for impl, precision, dtype, channels_last, tf32, compile_, is_fastflow in _candidates(device, include_compile):
         if only and impl not in only and f"{impl}:{precision}" not in only:
             continue
+        if cuda:
+            torch.cuda.synchronize()
+            baseline = torch.cuda.memory_allocated(device)  # what earlier rows left alive
         model = (FlowNet2S() if is_fastflow else Ref()).to(device)
         model.load_state_dict(state)
         model = model.eval().to(dtype)
@@ -188,7 +191,8 @@ def run_model_bench(
                     torch.cuda.reset_peak_memory_stats(device)
                 out = call(inputs[0]).float()
                 ms = _time(call, inputs, warmup, repeats, cuda)
-                peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+                # Peak memory of this implementation alone, its weights included.
+                peak = (torch.cuda.max_memory_allocated(device) - baseline) / 2**20 if cuda else None
         except Exception as e:  # one failing backend must not hide the others' numbers
             log(f"{impl} {precision}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
             continue
@@ -198,7 +202,11 @@ def run_model_bench(
             ref_ms = ms
         rows.append(row)
         log(f"{impl:>14} {precision:>5}: {ms:9.3f} ms")
-        del model, fn
+        del model, fn, call
+        if compile_:
+            torch._dynamo.reset()  # drop the compiled graph and the weights it holds
+        if cuda:
+            torch.cuda.empty_cache()
     for row in rows:
         if ref_ms:
             row.speedup_vs_reference = ref_ms / row.median_ms
