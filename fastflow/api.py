@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .model import FlowNet2S as _Fused  # takes float32 input in every precision
+
 __all__ = ["estimate_flow", "network_size", "to_image_tensor"]
 
 
@@ -45,7 +47,7 @@ def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
         kind = "pil" if kind == "pil" else "numpy"
         if img.dtype == np.bool_ or not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
             raise ValueError(f"{name}: unsupported dtype {img.dtype}; use uint8 (0..255) or float (0..255)")
-        img = np.ascontiguousarray(img)
+        img = np.ascontiguousarray(img, dtype=img.dtype.newbyteorder("="))
         t = torch.from_numpy(img if img.flags.writeable else img.copy())
     else:
         t = img
@@ -98,6 +100,8 @@ def estimate_flow(model: torch.nn.Module, img1, img2):
         flat = pair.flatten(1, 2)
         flat = F.interpolate(flat, size=(h64, w64), mode="bilinear", align_corners=False, antialias=(h64 < h or w64 < w))
         pair = flat.unflatten(1, (3, 2))
+    if not isinstance(model, _Fused) and param.is_floating_point():
+        pair = pair.to(param.dtype)  # the reference module wants input in its own dtype
     was_training = model.training
     model.eval()  # the eval forward gives full-resolution flow in pixels
     try:

@@ -34,8 +34,12 @@ def _device(name: Optional[str]):
         dev = torch.device(name)
     except RuntimeError:
         raise CLIError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise CLIError(f"unsupported device {name!r}: fastflow runs on cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CLIError("--device cuda asked for, but PyTorch sees no CUDA GPU")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CLIError(f"--device {name}: PyTorch sees {torch.cuda.device_count()} GPU(s)")
     return dev
 
 
@@ -100,6 +104,13 @@ def cmd_flow(args) -> int:
 
     if not args.output and not args.viz:
         raise CLIError("nothing to write: give -o OUT.flo (or .png for KITTI) and/or --viz OUT.png")
+    for path in (args.output, args.viz):  # fail before the network runs
+        if path:
+            _ensure_parent(path)
+    if args.output and not args.output.lower().endswith((".flo", ".png")):
+        raise CLIError(f"{args.output}: unknown flow file extension (use .flo or .png)")
+    if args.max_flow is not None and not args.max_flow > 0:
+        raise CLIError(f"--max-flow must be positive, got {args.max_flow}")
     img1, img2 = _read_image(args.img1), _read_image(args.img2)
     if img1.shape != img2.shape:
         raise CLIError(f"the images differ in size: {args.img1} is {img1.shape[1]}x{img1.shape[0]}, "
@@ -340,6 +351,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "batch", 1) is not None and getattr(args, "batch", 1) < 1:
         parser.error("--batch must be at least 1")
+    if getattr(args, "repeats", 1) < 1 or getattr(args, "warmup", 0) < 0:
+        parser.error("--repeats must be at least 1 and --warmup at least 0")
     try:
         return args.func(args)
     except CLIError as e:

@@ -246,6 +246,19 @@ def _invalidate_after_load(module, incompatible_keys) -> None:
     module.invalidate_cache()
 
 
+def _release_plan(plan: _Plan) -> None:
+    """_release for every arena of a plan, and the same for its packed weights (allocated on the
+    stream that packed them, possibly read last by another)."""
+    streams = {e.last_stream for e in plan.entries.values() if e.last_stream is not None}
+    for e in plan.entries.values():
+        _release(e)
+    for s in streams:
+        for v in plan.params.values():
+            for t in v if isinstance(v, tuple) else (v,):
+                if isinstance(t, torch.Tensor) and t.is_cuda:
+                    t.record_stream(s)
+
+
 def _release(e: _Entry) -> None:
     """Before an arena is dropped: its memory returns to the allocator of the stream that created
     it; if another stream used it last, make the allocator wait for that stream's work."""
@@ -311,18 +324,23 @@ class FlowNet2S(_ReferenceFlowNet2S):
         whenever a parameter changes)."""
         with self._lock:
             for plan in self._plans.values():
-                for e in plan.entries.values():
-                    _release(e)
+                _release_plan(plan)
             self._plans = {}
             self._param_list = None
+
+    def _drop_stale_plans(self, signature: tuple) -> None:
+        """Plans packed from other weights (another dtype or device, or before a reload) are dead
+        weight: ~155 MB of packed copies each."""
+        for k in [k for k, p in self._plans.items() if p.key[-1] != signature]:
+            _release_plan(self._plans.pop(k))
 
     def _weights_signature(self) -> tuple:
         # data_ptr catches .to()/.half(); _version catches in-place updates (copy_, optimiser steps).
         # The parameter list is cached (walking the module tree costs ~100 us a call); _apply
         # (.to, .cuda, .half, ...) and load_state_dict refresh it.
-        if self._param_list is None:
-            self._param_list = list(self.parameters())
-        params = self._param_list
+        params = self._param_list  # one read: _apply may clear it from another thread
+        if params is None:
+            params = self._param_list = list(self.parameters())
         return tuple(map(_VERSION, params)) + tuple(map(torch.Tensor.data_ptr, params))
 
     def _apply(self, fn, *args, **kwargs):
@@ -355,6 +373,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
         key = ("cpu", p.dtype, self._weights_signature())
         plan = self._plans.get("cpu")
         if plan is None or plan.key != key:
+            self._drop_stale_plans(key[-1])
             plan = _Plan(key)
             plan.params = _cpu_layers(self, input_shape)
             self._plans["cpu"] = plan
@@ -391,10 +410,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
         if plan is not None and plan.key == key:
             return plan
         # Plans packed from older weights (another dtype, or before load_state_dict) are dead weight.
-        sig = key[1]
-        for k in [k for k, p in self._plans.items() if k != "cpu" and p.key[1] != sig]:
-            for e in self._plans.pop(k).entries.values():
-                _release(e)
+        self._drop_stale_plans(key[-1])
         plan = _Plan(key)
         plan.params["precision"] = precision
         for name, cin, cout, k, s in ENCODER:
@@ -479,7 +495,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
                     "PyTorch reference forward on the GPU. Reinstall with nvcc on PATH (or CUDA_HOME set) "
                     "for the fused kernels.", RuntimeWarning, stacklevel=3)
                 _WARNED_NO_CUDA = True
-            return super().forward(inputs.to(self.conv1[0].weight.dtype))
+            return super().forward(inputs.to(self.conv1[0].weight.dtype)).float()
         return self._forward_fused(inputs, self.use_cuda_graph)
 
     def _forward_fused(self, inputs: torch.Tensor, graph: bool) -> torch.Tensor:
@@ -491,20 +507,31 @@ class FlowNet2S(_ReferenceFlowNet2S):
         device = inputs.device
         cuda = device.type == "cuda"
         with self._lock, (torch.cuda.device(device) if cuda else contextlib.nullcontext()):
-            plan = self._fused_plan(device, dtype)
+            # Called inside the caller's own graph capture: launch eagerly into it (no nested
+            # capture, no events across the capture boundary). Packing weights or zeroing a new
+            # arena would be recorded instead of done, so those must exist already.
+            capturing = cuda and torch.cuda.is_current_stream_capturing()
             shape = (b, h, w)
+            if capturing:
+                pkey = ("fused", device, self._cuda_precision(dtype))
+                ready = self._plans.get(pkey)
+                if ready is None or ready.key[-1] != self._weights_signature() or shape not in ready.entries:
+                    raise RuntimeError(
+                        "fastflow.FlowNet2S: run the model once outside graph capture at this shape and "
+                        "precision before capturing it in your own CUDA graph")
+            plan = self._fused_plan(device, dtype)
             e = plan.entries.get(shape)
             if e is None:
                 e = self._make_entry(b, h, w, dtype, device)
                 plan.entries[shape] = e
             else:
                 plan.entries.move_to_end(shape)
-            while len(plan.entries) > max(1, int(self.max_cached_shapes)):  # LRU; the bound may shrink
+            bound = self.max_cached_shapes
+            if not isinstance(bound, int) or bound < 1:
+                raise ValueError(f"max_cached_shapes must be a positive int, got {bound!r}")
+            while len(plan.entries) > bound:  # LRU; the bound may shrink
                 _release(plan.entries.popitem(last=False)[1])
             stream = torch.cuda.current_stream(device) if cuda else None
-            # Called inside the caller's own graph capture: launch eagerly into it (no nested capture,
-            # no events across the capture boundary).
-            capturing = cuda and torch.cuda.is_current_stream_capturing()
             # The arena is shared: work queued on another stream must finish before we overwrite it.
             if cuda and not capturing and e.last_event is not None and e.last_stream != stream:
                 stream.wait_event(e.last_event)

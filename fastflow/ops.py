@@ -1,6 +1,7 @@
 """Python wrappers of the fused ops: validate, allocate, call ``fastflow._C``.
 
-Each op here has a reference with the same signature in :mod:`fastflow.reference`. Tensors may
+Each op here has a reference with the same semantics in :mod:`fastflow.reference` (the fused
+conv/deconv/flow-head ops take packed weights, their references the module's own). Tensors may
 live on the CPU (C++ versions) or on a CUDA GPU (CUDA versions, launched on the current stream).
 The ops are registered with ``torch.library.custom_op`` (namespace ``fastflow``) with fake
 implementations, so ``torch.compile`` and CUDA-graph capture treat them as opaque ops.
@@ -8,6 +9,7 @@ Activations follow one convention: logical NCHW shapes in ``torch.channels_last`
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple, Union
 
 import torch
@@ -113,8 +115,8 @@ def normalize_pack(
         raise ValueError(f"fastflow.{op}: expected a (B, 3, 2, H, W) image pair, got shape {tuple(pair.shape)}")
     if not pair.is_floating_point():
         raise ValueError(f"fastflow.{op}: the pair must be a floating-point tensor, got {pair.dtype}")
-    if rgb_max <= 0:
-        raise ValueError(f"fastflow.{op}: rgb_max must be positive, got {rgb_max}")
+    if not (math.isfinite(rgb_max) and rgb_max > 0):
+        raise ValueError(f"fastflow.{op}: rgb_max must be positive and finite, got {rgb_max}")
     b, _, _, h, w = pair.shape
     if out is None:
         if channels not in (6, 8):

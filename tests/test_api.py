@@ -83,3 +83,15 @@ def test_training_model_is_restored(model):
 def test_errors(model, img1, img2, err, match):
     with pytest.raises(err, match=match):
         fastflow.estimate_flow(model, img1, img2)
+
+
+def test_reference_model_in_16_bit_and_big_endian_input(weights):
+    ref = fastflow.reference.FlowNet2S().eval()
+    ref.load_state_dict(weights)
+    a, b = _photos(64, 64)
+    flow = fastflow.estimate_flow(ref.bfloat16(), a, b)
+    assert flow.shape == (64, 64, 2) and flow.dtype == np.float32
+    be = a.astype(">f4"), b.astype(">f4")
+    m = fastflow.FlowNet2S().eval()
+    m.load_state_dict(weights)
+    np.testing.assert_allclose(fastflow.estimate_flow(m, *be), fastflow.estimate_flow(m, a, b), rtol=1e-5, atol=1e-5)

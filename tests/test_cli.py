@@ -97,6 +97,8 @@ def test_missing_checkpoint_message(files):
         (["flow", "{d}/a.png", "{d}/b.jpg", "--checkpoint", "{ck}"], ["nothing to write"]),
         (["video", "{d}/nothing", "--checkpoint", "{ck}", "--out", "{d}/v"], ["not found"]),
         (["bench", "--size", "100x64"], ["multiples of 64"]),
+        (["bench", "--device", "mps"], ["unsupported device"]),
+        (["flow", "{d}/a.png", "{d}/b.jpg", "--checkpoint", "{ck}", "--viz", "{d}/v.png", "--max-flow", "0"], ["--max-flow"]),
     ],
 )
 def test_errors_are_one_line(files, args, needles):
@@ -133,6 +135,11 @@ def test_video_file_roundtrip(files):
     assert sorted(p for p in os.listdir(out) if p.endswith(".flo")) == ["000000.flo", "000001.flo"]
     assert (out / "flow.mp4").stat().st_size > 0
     assert "pairs" in r.stderr  # the progress bar
+
+
+def test_bad_repeats_is_a_usage_error():
+    r = run("bench", "--repeats", "0")
+    assert r.returncode == 2 and "--repeats" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_info_and_bench():

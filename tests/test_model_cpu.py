@@ -119,3 +119,29 @@ def test_copy_and_pickle(models, tmp_path):
         assert rel_err(loaded(x), ref(x)) <= 1e-5
         clone.load_state_dict(Reference().state_dict())  # the hook survives the copy
         assert rel_err(clone(x), ref(x)) > 1e-3
+
+
+def test_no_cuda_build_fallback_returns_float32(models, monkeypatch):
+    """A build without CUDA kernels runs the reference forward on the GPU; its output is float32 in
+    every precision (exercised here on CPU tensors through the same method)."""
+    import warnings
+
+    from fastflow import _backend, model as model_mod
+
+    fast, _ = models
+    monkeypatch.setattr(_backend, "cuda_compiled", lambda: False)
+    monkeypatch.setattr(model_mod, "_WARNED_NO_CUDA", False)
+    m = fastflow.FlowNet2S().eval().bfloat16()
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = m._forward_cuda(motorcycle_pair(64, 64))
+    assert out.dtype == torch.float32
+    assert any("built without CUDA" in str(w.message) for w in caught)
+
+
+def test_max_cached_shapes_validated(models):
+    fast, _ = models
+    m = fastflow.FlowNet2S().eval()
+    m.max_cached_shapes = None
+    with pytest.raises(ValueError, match="max_cached_shapes"):
+        m._forward_fused(motorcycle_pair(64, 64), graph=False)

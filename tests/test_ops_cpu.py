@@ -55,8 +55,9 @@ def test_normalize_pack_rejects(bad, match):
 def test_normalize_pack_rejects_args():
     with pytest.raises(ValueError, match="channels"):
         ops.normalize_pack(torch.zeros(1, 3, 2, 8, 8), channels=7)
-    with pytest.raises(ValueError, match="rgb_max"):
-        ops.normalize_pack(torch.zeros(1, 3, 2, 8, 8), rgb_max=0)
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="rgb_max"):
+            ops.normalize_pack(torch.zeros(1, 3, 2, 8, 8), rgb_max=bad)
     with pytest.raises(ValueError, match="out must be"):
         ops.normalize_pack(torch.zeros(1, 3, 2, 8, 8), out=torch.zeros(1, 8, 8, 9))
 
