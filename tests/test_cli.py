@@ -45,6 +45,9 @@ def files(tmp_path_factory, weights):
     Image.fromarray(img[3:123, 5:205]).save(d / "b.jpg")
     Image.fromarray(img[0:100, 0:200]).save(d / "small.png")
     (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (d / "bad.mp4").write_text("not a video")
+    (d / "one").mkdir()
+    Image.fromarray(img[0:64, 0:64]).save(d / "one" / "f.png")
     ck = d / "FlowNet2-S_checkpoint.pth.tar"
     torch.save({"state_dict": weights, "epoch": 1, "best_EPE": np.float64(3.0)}, ck)
     frames = d / "frames"
@@ -96,6 +99,8 @@ def test_missing_checkpoint_message(files):
         (["flow", "{d}/a.png", "{d}/b.jpg", "--checkpoint", "{ck}", "-o", "{d}/x.txt"], ["extension"]),
         (["flow", "{d}/a.png", "{d}/b.jpg", "--checkpoint", "{ck}"], ["nothing to write"]),
         (["video", "{d}/nothing", "--checkpoint", "{ck}", "--out", "{d}/v"], ["not found"]),
+        (["video", "{d}/bad.mp4", "--checkpoint", "{ck}", "--out", "{d}/v"], ["cannot read video"]),
+        (["video", "{d}/one", "--checkpoint", "{ck}", "--out", "{d}/v"], ["at least 2 frames"]),
         (["bench", "--size", "100x64"], ["multiples of 64"]),
         (["bench", "--device", "mps"], ["unsupported device"]),
         (["flow", "{d}/a.png", "{d}/b.jpg", "--checkpoint", "{ck}", "--viz", "{d}/v.png", "--max-flow", "0"], ["--max-flow"]),
