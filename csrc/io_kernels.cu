@@ -7,8 +7,9 @@
 //   mean_partial_kernel, summed again by every block of pack_kernel (64 floats, L2-resident). No
 //   atomics and no memset, so the pair of kernels is CUDA-graph friendly and bit-reproducible.
 // upsample_flow: flow2 [B, 2, h, w] (any strides, fp32/fp16/bf16) -> float32 [B, 2, 4h, 4w],
-//   flow2 * div_flow upsampled bilinearly (align_corners=False). One thread per output element;
-//   the input (1/16 of the output) stays in L1/L2, so the kernel runs at write bandwidth.
+//   flow2 * div_flow upsampled bilinearly (align_corners=False). One thread per 4 outputs of a row
+//   (one float4 store); the input (1/16 of the output) stays in L1/L2, so the kernel is bound by
+//   its writes.
 #include "cuda_common.cuh"
 #include "ops.h"
 #include "upsample_math.h"
@@ -56,8 +57,25 @@ mean_partial_kernel(InView in, int64_t H, int64_t W, float* __restrict__ partial
   }
 }
 
-// One thread per output pixel: 6 strided loads, C contiguous scalar stores (a warp's stores still
-// coalesce into whole cache lines).
+// The 8 channels of one pixel as 16-byte vectors: one uint4 for 16-bit types, two float4 for fp32.
+// The output pixel (8 elements) is 16-byte aligned whenever the buffer is.
+__device__ __forceinline__ void store8(float* o, const float (&v)[8]) {
+  reinterpret_cast<float4*>(o)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  reinterpret_cast<float4*>(o)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+template <typename T16>
+__device__ __forceinline__ void store8(T16* o, const float (&v)[8]) {
+  T16 h[8];
+#pragma unroll
+  for (int k = 0; k < 8; ++k) store_f(h + k, v[k]);
+  uint32_t w[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) w[k] = uint32_t(h[2 * k].bits) | (uint32_t(h[2 * k + 1].bits) << 16);
+  *reinterpret_cast<uint4*>(o) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// One thread per output pixel: 6 strided loads; C = 8 (the CUDA model's layout) stores 16-byte
+// vectors, C = 6 scalars.
 template <typename OutT>
 __global__ void __launch_bounds__(kPackThreads)
 pack_kernel(InView in, int64_t B, int64_t H, int64_t W, int C, float inv_rgb_max,
@@ -75,28 +93,44 @@ pack_kernel(InView in, int64_t B, int64_t H, int64_t W, int C, float inv_rgb_max
   __syncthreads();
   if (pix >= H * W) return;
   const int64_t y = pix / W, x = pix % W;
-  OutT* o = out + (b * H * W + pix) * C;
+  float v[8];
+#pragma unroll
   for (int f = 0; f < 2; ++f)
-    for (int c = 0; c < 3; ++c) store_f(o + f * 3 + c, (in.at(b, c, f, y, x) - mean[c]) * inv_rgb_max);
-  for (int c = 6; c < C; ++c) store_f(o + c, 0.f);
+#pragma unroll
+    for (int c = 0; c < 3; ++c) v[f * 3 + c] = (in.at(b, c, f, y, x) - mean[c]) * inv_rgb_max;
+  v[6] = v[7] = 0.f;
+  OutT* o = out + (b * H * W + pix) * C;
+  if (C == 8) {
+    store8(o, v);
+  } else {
+#pragma unroll
+    for (int c = 0; c < 6; ++c) store_f(o + c, v[c]);
+  }
 }
 
 template <typename InT>
 __global__ void __launch_bounds__(kUpThreads)
 upsample_flow_kernel(const InT* __restrict__ in /* [B, 2, h, w] strided */, int64_t s0, int64_t s1, int64_t s2,
-                     int64_t s3, int64_t B, int64_t h, int64_t w, float div_flow,
-                     float* __restrict__ out /* [B, 2, 4h, 4w] */) {
-  const int64_t H = 4 * h, W = 4 * w;
-  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= B * 2 * H * W) return;
-  const int64_t x = idx % W;
-  const int64_t y = (idx / W) % H;
-  const int64_t bc = idx / (H * W);
-  const InT* plane = in + (bc / 2) * s0 + (bc % 2) * s1;
-  const UpTap ty = up4_tap(y, h), tx = up4_tap(x, w);
-  const float top = (1.f - tx.l1) * load_f(plane + ty.i0 * s2 + tx.i0 * s3) + tx.l1 * load_f(plane + ty.i0 * s2 + tx.i1 * s3);
-  const float bot = (1.f - tx.l1) * load_f(plane + ty.i1 * s2 + tx.i0 * s3) + tx.l1 * load_f(plane + ty.i1 * s2 + tx.i1 * s3);
-  out[idx] = div_flow * ((1.f - ty.l1) * top + ty.l1 * bot);
+                     int64_t s3, int h, int w, float div_flow, float* __restrict__ out /* [B, 2, 4h, 4w] */) {
+  const int quads = 4 * h * w;  // per plane: H * W / 4
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q >= quads) return;
+  const int bc = blockIdx.y;
+  const int y = q / w;          // output row (W / 4 = w quads per row)
+  const int m = q - y * w;      // input column the quad sits on
+  const InT* plane = in + (bc >> 1) * s0 + (bc & 1) * s1;
+  const UpTap ty = up4_tap(y, h);
+  const InT* r0 = plane + ty.i0 * s2;
+  const InT* r1 = plane + ty.i1 * s2;
+  float v[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const UpTap tx = up4_tap(4 * m + k, w);
+    const float top = (1.f - tx.l1) * load_f(r0 + tx.i0 * s3) + tx.l1 * load_f(r0 + tx.i1 * s3);
+    const float bot = (1.f - tx.l1) * load_f(r1 + tx.i0 * s3) + tx.l1 * load_f(r1 + tx.i1 * s3);
+    v[k] = div_flow * ((1.f - ty.l1) * top + ty.l1 * bot);
+  }
+  reinterpret_cast<float4*>(out + int64_t(bc) * 4 * quads)[q] = make_float4(v[0], v[1], v[2], v[3]);
 }
 
 }  // namespace
@@ -110,6 +144,7 @@ void normalize_pack_cuda(const NormalizeParams& p, float* partial, int device, i
   InView in{p.in, {p.in_stride[0], p.in_stride[1], p.in_stride[2], p.in_stride[3], p.in_stride[4]}};
   mean_partial_kernel<<<dim3(unsigned(p.B * 3), kMeanSplits), kReduceThreads, 0, st>>>(in, p.H, p.W, partial);
   launch_check(op);
+  FF_CHECK(p.C != 8 || (reinterpret_cast<uintptr_t>(p.out) & 15u) == 0, op, "output must be 16-byte aligned");
   const dim3 grid(ceil_div(p.H * p.W, kPackThreads), unsigned(p.B));
   FF_DISPATCH_CUDA(p.out_dtype, T, op,
                    pack_kernel<T><<<grid, kPackThreads, 0, st>>>(in, p.B, p.H, p.W, p.C, 1.f / p.rgb_max, partial,
@@ -121,12 +156,14 @@ void upsample_flow_cuda(const UpsampleParams& p, int device, int64_t stream) {
   const char* op = "upsample_flow";
   if (p.B == 0 || p.h == 0 || p.w == 0) return;
   cudaStream_t st = prepare_launch(device, stream, op);
-  const int64_t n = p.B * 2 * 16 * p.h * p.w;
-  FF_CHECK((n + kUpThreads - 1) / kUpThreads <= 0x7FFFFFFF, op, "output too large for one grid");
+  FF_CHECK(p.B * 2 <= 65535, op, "batch ", p.B, " exceeds the grid limit of 32767");
+  FF_CHECK(4 * p.h * p.w < (int64_t(1) << 31), op, "flow too large for 32-bit indexing");
+  FF_CHECK((reinterpret_cast<uintptr_t>(p.out) & 15u) == 0, op, "output must be 16-byte aligned");
+  const dim3 grid(ceil_div(4 * p.h * p.w, kUpThreads), unsigned(p.B * 2));
   FF_DISPATCH_CUDA(p.in_dtype, T, op,
-                   upsample_flow_kernel<T><<<ceil_div(n, kUpThreads), kUpThreads, 0, st>>>(
+                   upsample_flow_kernel<T><<<grid, kUpThreads, 0, st>>>(
                        static_cast<const T*>(p.in), p.in_stride[0], p.in_stride[1], p.in_stride[2], p.in_stride[3],
-                       p.B, p.h, p.w, p.div_flow, p.out));
+                       int(p.h), int(p.w), p.div_flow, p.out));
   launch_check(op);
 }
 

@@ -177,6 +177,8 @@ def upsample_flow(flow2: torch.Tensor, div_flow: float = 20.0) -> torch.Tensor:
     if flow2.dim() != 4 or flow2.shape[1] != 2:
         raise ValueError(f"fastflow.{op}: expected flow of shape (B, 2, h, w), got {tuple(flow2.shape)}")
     _check_float("flow2", op, flow2)
+    if flow2.is_cuda and flow2.shape[0] > 32767:
+        raise ValueError(f"fastflow.{op}: batch {flow2.shape[0]} exceeds 32767")
     return _upsample_flow_op(flow2, float(div_flow))
 
 
