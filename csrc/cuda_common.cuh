@@ -55,6 +55,18 @@ void raise_smem_limit_once(int bytes, int device, const char* op) {
 
 }  // namespace fastflow
 
+// FF_BOOL_SWITCH(cond, NAME, body): body with `constexpr bool NAME` equal to cond.
+#define FF_BOOL_SWITCH(COND, NAME, ...)   \
+  do {                                    \
+    if (COND) {                           \
+      constexpr bool NAME = true;         \
+      __VA_ARGS__;                        \
+    } else {                              \
+      constexpr bool NAME = false;        \
+      __VA_ARGS__;                        \
+    }                                     \
+  } while (0)
+
 // FF_DISPATCH_CUDA(dtype, T, op, body): body with T = float / Half / BFloat16 (16-bit types are
 // bit-compatible with __half / __nv_bfloat16; load_f/store_f use the hardware conversions).
 #define FF_DISPATCH_CUDA FF_DISPATCH_HOST

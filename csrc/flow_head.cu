@@ -33,18 +33,6 @@
 #include "flow_head.h"
 #include "flow_head_math.h"
 
-// FF_BOOL_SWITCH(cond, NAME, body): body with `constexpr bool NAME` equal to cond.
-#define FF_BOOL_SWITCH(COND, NAME, ...)   \
-  do {                                    \
-    if (COND) {                           \
-      constexpr bool NAME = true;         \
-      __VA_ARGS__;                        \
-    } else {                              \
-      constexpr bool NAME = false;        \
-      __VA_ARGS__;                        \
-    }                                     \
-  } while (0)
-
 namespace fastflow {
 
 namespace {

@@ -21,7 +21,7 @@ import torch
 
 from .reference import flops_per_pair
 
-__all__ = ["sample_pair", "BenchRow", "run_model_bench", "format_table"]
+__all__ = ["sample_pair", "BenchRow", "run_model_bench", "format_table", "tf32_mode"]
 
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # The pair's second frame is the crop shifted by this many pixels (x, y): true flow is -shift.
@@ -97,7 +97,8 @@ def _time(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Sequence[torch.Ten
 
 
 @contextlib.contextmanager
-def _tf32(enabled: bool):
+def tf32_mode(enabled: bool):
+    """Context manager: TF32 for PyTorch matmuls and convolutions (and the fused forward) on/off."""
     old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
@@ -158,7 +159,7 @@ def run_model_bench(
 
     from .reference import FlowNet2S as Ref
 
-    with torch.no_grad(), _tf32(False):
+    with torch.no_grad(), tf32_mode(False):
         oracle = Ref().to(device).eval()
         oracle.load_state_dict(state)
         ref_out = oracle(inputs[0]).float()
@@ -183,7 +184,7 @@ def run_model_bench(
         def call(x, fn=fn, dtype=dtype, is_fastflow=is_fastflow):
             return fn(x if is_fastflow else x.to(dtype))
 
-        tf = contextlib.nullcontext() if tf32 is None else _tf32(tf32)
+        tf = contextlib.nullcontext() if tf32 is None else tf32_mode(tf32)
         try:
             with torch.no_grad(), tf:
                 if cuda:

@@ -14,6 +14,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from conftest import rel_err
 from fastflow import ops, reference
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -26,11 +27,6 @@ ABS_CEIL = {"fp16": 5e-3, "bf16": 4e-2}
 def fresh_generator():
     seed = int.from_bytes(os.urandom(4), "little")
     return torch.Generator().manual_seed(seed), seed
-
-
-def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
-    ref = ref.double()
-    return ((got.double() - ref).norm() / ref.norm().clamp_min(1e-300)).item()
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ output dtype (the error of storing the exact result, which no implementation can
 import pytest
 import torch
 
+from conftest import rel_err
 from fastflow import ops, reference as ref
 
 HAS_CUDA = torch.cuda.is_available()
@@ -26,11 +27,6 @@ HEADS = [
 ]
 # Spatial size of each head at 448x1024 input (1/64 .. 1/4).
 SINTEL = [(7, 16), (14, 32), (28, 64), (56, 128), (112, 256)]
-
-
-def rel(a, b):
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 def make_case(b, cin, cp, h, w, dtype, device, up=True, seed=0):
@@ -62,15 +58,15 @@ def check(x, weight, bias, up_weight, flow, up):
         assert up.dtype == x.dtype and up.shape == rup.shape
         assert torch.isfinite(up).all()
     if x.dtype == torch.float32:
-        assert rel(flow, rflow) < 1e-5
+        assert rel_err(flow, rflow) < 1e-5
         if up_weight is not None:
-            assert rel(up, rup) < 1e-5
+            assert rel_err(up, rup) < 1e-5
         return
     tflow, tup = ref.flow_head(x, weight, bias, up_weight)  # PyTorch's own 16-bit computation
-    assert rel(flow, rflow) <= 2 * rel(tflow, rflow)
+    assert rel_err(flow, rflow) <= 2 * rel_err(tflow, rflow)
     if up_weight is not None:
         floor = torch.finfo(x.dtype).eps / 2
-        assert rel(up, rup) <= max(2 * rel(tup, rup), floor)
+        assert rel_err(up, rup) <= max(2 * rel_err(tup, rup), floor)
 
 
 def run_into_slice(x, packed, ctot, offset):
@@ -153,9 +149,9 @@ def test_sintel_sized_heads_cuda(device, dtype, batch, head):
     check(x, weight, bias, up_weight, flow, up)
     # Same index math as the CPU op: compare with it directly too.
     cflow, cup = ops.flow_head(x.cpu(), packed.cpu())
-    assert rel(flow.cpu(), cflow) < 1e-5
+    assert rel_err(flow.cpu(), cflow) < 1e-5
     if up is not None:
-        assert rel(up.cpu().float(), cup.float()) < (1e-5 if dtype == torch.float32 else torch.finfo(dtype).eps)
+        assert rel_err(up.cpu().float(), cup.float()) < (1e-5 if dtype == torch.float32 else torch.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -183,7 +179,7 @@ def test_matches_reference_with_out(device):
     fb, ub = ref.flow_head(x, weight, bias, up_weight, out=out_b, out_channel_offset=3)
     assert fa.shape == fb.shape and fa.dtype == fb.dtype
     assert ua.shape == ub.shape and ua.data_ptr() == out_a[:, 3:5].data_ptr()
-    assert rel(fa, fb) < 1e-5 and rel(out_a, out_b) < 1e-5
+    assert rel_err(fa, fb) < 1e-5 and rel_err(out_a, out_b) < 1e-5
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -4,27 +4,18 @@ Tolerances (DESIGN.md section 7): strict fp32 1e-5 relative, TF32 5e-3; fp16/bf1
 fp64 reference at most twice PyTorch's own fp16/bf16 error (eager, channels_last) on the same input.
 Inputs are real photographs (scikit-image's motorcycle stereo pair).
 """
-import contextlib
-
 import pytest
 import torch
 
 import fastflow
 from conftest import motorcycle_pair, rel_err, requires_cuda
+from fastflow.bench import tf32_mode as tf32
 from fastflow.reference import FlowNet2S as Reference
 
 pytestmark = requires_cuda
 SIZES = [(1, 384, 512), (3, 384, 512), (1, 448, 1024), (3, 448, 1024)]
 
 
-@contextlib.contextmanager
-def tf32(enabled):
-    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,15 @@
 """The fused CUDA forward's orchestration, run on the CPU: the same arena, concat slices, packed
 weights and op sequence, through the ops' CPU versions (conv/deconv as host emulations of the CUDA
 kernels' tiling and split-K). Checks everything about the fused forward except the GPU itself."""
-import contextlib
-
 import pytest
 import torch
 
 import fastflow
 from conftest import motorcycle_pair, rel_err
+from fastflow.bench import tf32_mode as tf32
 from fastflow.reference import FlowNet2S as Reference
 
 
-@contextlib.contextmanager
-def tf32(enabled):
-    old = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = old
 
 
 @pytest.fixture(scope="module")
