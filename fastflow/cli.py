@@ -6,6 +6,7 @@ with a one-line ``fastflow: error: ...`` on stderr and exit code 2, never a trac
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -343,7 +344,28 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="how fastflow was built and which GPUs it sees")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    # Subcommands that live in their own modules: each module defines
+    # ``add_arguments(parser, model_args)`` and ``run(args) -> int``; imported only when present, so
+    # a subcommand's heavy imports (ray, video decoders) cost nothing until it runs.
+    for name, module, helptext in PLUGIN_COMMANDS:
+        try:
+            mod = importlib.import_module(f"fastflow.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"fastflow.{module}":
+                raise
+            continue
+        sp = sub.add_parser(name, help=helptext)
+        mod.add_arguments(sp, model_args)
+        sp.set_defaults(func=mod.run)
     return p
+
+
+# (command, module in fastflow/, help): see build_parser.
+PLUGIN_COMMANDS = [
+    ("extract", "extract", "flow for whole video datasets, resumable (one machine, --workers, or --ray)"),
+    ("validate", "validate", "end-point error on Sintel, KITTI, FlyingChairs or Middlebury"),
+]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
