@@ -19,7 +19,6 @@ CHECKPOINT_HELP = (
     "fastflow ships no weights. Get the official FlowNet2-S checkpoint (FlowNet2-S_checkpoint.pth.tar, "
     "linked from the README of NVIDIA's flownet2-pytorch) and pass --checkpoint PATH or set FASTFLOW_CHECKPOINT"
 )
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 
 class CLIError(Exception):
@@ -70,18 +69,13 @@ def _load_model(args):
 
 
 def _read_image(path: str):
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    """``fastflow.images.read_image`` with its errors as CLI errors."""
+    from .images import read_image
 
-    if not os.path.exists(path):
-        raise CLIError(f"image not found: {path}")
-    if os.path.isdir(path):
-        raise CLIError(f"expected an image file, got a directory: {path}")
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise CLIError(f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        return read_image(path)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def _write_png(path: str, rgb) -> None:
@@ -130,34 +124,18 @@ def cmd_flow(args) -> int:
 
 # ----------------------------------------------------------------------------------------- video
 def _frames(source: str):
-    """(iterator of HxWx3 uint8 frames, count or None)."""
-    import numpy as np
+    """(iterator of HxWx3 frames, count or None): ``fastflow.images.open_frames``."""
+    from .images import open_frames
 
-    if not os.path.exists(source):
-        raise CLIError(f"video or frame folder not found: {source}")
-    if os.path.isdir(source):
-        files = sorted(f for f in os.listdir(source) if f.lower().endswith(IMAGE_EXTS))
-        if len(files) < 2:
-            raise CLIError(f"{source} holds {len(files)} image(s); need at least 2 frames")
-        return (_read_image(os.path.join(source, f)) for f in files), len(files)
     try:
-        import imageio.v3 as iio
-    except ImportError:
-        raise CLIError("reading video needs imageio and imageio-ffmpeg: pip install 'fastflow[video]'") from None
-    try:
-        it = iio.imiter(source)
-        first = next(it)
-    except StopIteration:
-        raise CLIError(f"{source} has no frames") from None
-    except Exception as e:
-        raise CLIError(f"cannot read video {source}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-
-    def gen():
-        yield np.asarray(first)[..., :3]
-        for fr in it:
-            yield np.asarray(fr)[..., :3]
-
-    return gen(), None
+        src = open_frames(source)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    if src.paths is not None and len(src.paths) < 2:
+        raise CLIError(f"{source} holds {len(src.paths)} image(s); need at least 2 frames")
+    return iter(src), src.count
 
 
 class _Progress:
