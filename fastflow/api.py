@@ -19,12 +19,17 @@ def network_size(height: int, width: int) -> Tuple[int, int]:
 
 
 def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
-    """Convert one image or a batch to a float ``(B, 3, H, W)`` tensor (values unchanged).
+    """Convert one image or a batch to a float32 ``(B, 3, H, W)`` tensor in 0..255 (the network's input).
 
-    Accepts ``(H, W, 3)`` / ``(B, H, W, 3)`` numpy arrays or tensors, PIL images, and tensors in
-    ``(3, H, W)`` / ``(B, 3, H, W)`` layout (used when the last dim is not 3). Returns the tensor and
-    the kind of the input ("numpy", "pil", "tensor", with "-batch" appended for batches).
+    Layouts: ``(H, W, 3)`` / ``(B, H, W, 3)`` numpy arrays or tensors, ``(3, H, W)`` / ``(B, 3, H, W)``
+    tensors (used when the last dim is not 3), ``(H, W)`` greyscale arrays or tensors (repeated to
+    RGB), and PIL images in any mode (EXIF orientation applied, 16-bit kept; see
+    ``fastflow.images.pil_to_array``). Values follow ``fastflow.images.to_float255``: uint8 0..255,
+    uint16 0..65535, float 0..1. Returns the tensor and the kind of the input ("numpy", "pil",
+    "tensor", with "-batch" appended for batches).
     """
+    from .images import pil_to_array, to_float255
+
     kind = "tensor"
     if not isinstance(img, (np.ndarray, torch.Tensor)):
         try:
@@ -32,29 +37,21 @@ def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
         except ImportError:  # pragma: no cover - pillow is a dependency
             Image = None
         if Image is not None and isinstance(img, Image.Image):
-            if img.mode not in ("RGB", "L", "RGBA", "P"):
-                img = img.convert("RGB")
-            arr = np.asarray(img)
-            if arr.ndim == 2 or arr.shape[-1] != 3:
-                raise ValueError(
-                    f"{name}: a PIL image in mode {img.mode!r} ({'x'.join(map(str, arr.shape))}) is not RGB; "
-                    "convert it with .convert('RGB')"
-                )
-            img, kind = arr, "pil"
+            img, kind = pil_to_array(img, name), "pil"
         else:
             raise TypeError(f"{name}: expected a numpy array, a PIL image or a torch.Tensor, got {type(img).__name__}")
     if isinstance(img, np.ndarray):
         kind = "pil" if kind == "pil" else "numpy"
-        if img.dtype == np.bool_ or not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
-            raise ValueError(f"{name}: unsupported dtype {img.dtype}; use uint8 (0..255) or float (0..255)")
-        img = np.ascontiguousarray(img, dtype=img.dtype.newbyteorder("="))
-        t = torch.from_numpy(img if img.flags.writeable else img.copy())
+        if img.dtype.byteorder not in ("=", "|"):
+            img = img.astype(img.dtype.newbyteorder("="))
+        t = torch.from_numpy(np.ascontiguousarray(img) if img.flags.writeable else img.copy())
     else:
         t = img
-        if t.dtype == torch.bool or t.is_complex():
-            raise ValueError(f"{name}: unsupported dtype {t.dtype}; use uint8 (0..255) or float (0..255)")
+    shape = tuple(t.shape)
+    if t.dim() == 2:  # greyscale (H, W)
+        t = t.unsqueeze(-1).expand(*t.shape, 3)
     if t.dim() not in (3, 4):
-        raise ValueError(f"{name}: expected an (H, W, 3) image or a (B, H, W, 3) batch, got shape {tuple(t.shape)}")
+        raise ValueError(f"{name}: expected an (H, W, 3) image or a (B, H, W, 3) batch, got shape {shape}")
     batch = t.dim() == 4
     if t.shape[-1] == 3:
         t = t.permute(0, 3, 1, 2) if batch else t.permute(2, 0, 1)
@@ -62,23 +59,29 @@ def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
         pass
     else:
         raise ValueError(
-            f"{name}: expected 3 colour channels (H, W, 3), got shape {tuple(t.shape)}; convert greyscale or "
-            "RGBA images to RGB first"
+            f"{name}: expected 3 colour channels (H, W, 3), got shape {shape}; pass (H, W) for greyscale, "
+            "drop the alpha channel of RGBA (img[..., :3]), or pass a PIL image"
         )
     if not batch:
         t = t.unsqueeze(0)
     if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
-        raise ValueError(f"{name}: empty image or batch (shape {tuple(t.shape)})")
-    return t.float(), kind + ("-batch" if batch else "")
+        raise ValueError(f"{name}: empty image or batch (shape {shape})")
+    return to_float255(t, name), kind + ("-batch" if batch else "")
 
 
 def estimate_flow(model: torch.nn.Module, img1, img2):
     """Optical flow from ``img1`` to ``img2``, any size: ``(H, W, 2)`` (u, v) in pixels.
 
-    ``img1``, ``img2``: ``(H, W, 3)`` RGB images (uint8 0..255, or float 0..255) as numpy arrays,
-    PIL images or tensors (CPU or CUDA; ``(3, H, W)`` tensors too), or batches ``(B, H, W, 3)``,
-    which give ``(B, H, W, 2)``. Both must have the same size. Numpy/PIL input gives a numpy array,
-    tensor input a float32 tensor on the input's device.
+    ``img1``, ``img2``: ``(H, W, 3)`` RGB images as numpy arrays, PIL images or tensors (CPU or
+    CUDA; ``(3, H, W)`` tensors too; ``(H, W)`` greyscale), or batches ``(B, H, W, 3)``, which give
+    ``(B, H, W, 2)``. Both must have the same size. Numpy/PIL input gives a numpy array, tensor
+    input a float32 tensor on the input's device.
+
+    Value ranges (``fastflow.images.to_float255``): uint8 is 0..255; uint16 is 0..65535 (scaled,
+    never clipped); float images (any float dtype) are 0..1, as torchvision's ``to_tensor`` makes
+    them, and values outside 0..1 raise ValueError (divide 0..255 data by 255 or pass uint8); other
+    dtypes raise. PIL images: EXIF orientation applied, 16-bit greyscale kept at 16 bits, other modes
+    converted as ``convert("RGB")``. (The ``FlowNet2S`` module itself takes float 0..255.)
 
     FlowNet2-S needs sides that are multiples of 64, so both images are resized bilinearly
     (antialiased when shrinking) to the nearest multiples of 64 (``network_size``), the network runs

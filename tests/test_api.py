@@ -73,7 +73,10 @@ def test_training_model_is_restored(model):
     "img1, img2, err, match",
     [
         (np.zeros((64, 64, 3), np.uint8), np.zeros((64, 65, 3), np.uint8), ValueError, "differ in size"),
-        (np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8), ValueError, r"\(H, W, 3\)"),
+        (np.zeros((64,), np.uint8), np.zeros((64,), np.uint8), ValueError, r"\(H, W, 3\)"),
+        (np.zeros((64, 64, 2), np.uint8), np.zeros((64, 64, 2), np.uint8), ValueError, "3 colour channels"),
+        (np.zeros((8, 8, 3), np.int64), np.zeros((8, 8, 3), np.int64), ValueError, "uint8.*uint16.*float"),
+        (np.full((8, 8, 3), 200.0), np.full((8, 8, 3), 200.0), ValueError, "0..1.*divide by 255"),
         (np.zeros((64, 64, 4), np.uint8), np.zeros((64, 64, 4), np.uint8), ValueError, "3 colour channels"),
         (np.zeros((0, 64, 3), np.uint8), np.zeros((0, 64, 3), np.uint8), ValueError, "empty"),
         (np.zeros((8, 8, 3), bool), np.zeros((8, 8, 3), bool), ValueError, "dtype"),
@@ -91,7 +94,76 @@ def test_reference_model_in_16_bit_and_big_endian_input(weights):
     a, b = _photos(64, 64)
     flow = fastflow.estimate_flow(ref.bfloat16(), a, b)
     assert flow.shape == (64, 64, 2) and flow.dtype == np.float32
-    be = a.astype(">f4"), b.astype(">f4")
+    be = (a / 255).astype(">f4"), (b / 255).astype(">f4")
     m = fastflow.FlowNet2S().eval()
     m.load_state_dict(weights)
     np.testing.assert_allclose(fastflow.estimate_flow(m, *be), fastflow.estimate_flow(m, a, b), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ value ranges (issue 15, point 2)
+def test_value_ranges_give_the_same_flow(model):
+    """uint8 0..255, uint16 0..65535 and float 0..1 of the same picture give the same flow, in numpy,
+    tensors and PIL; 16-bit is scaled, not clipped and not read as 0..255."""
+    from PIL import Image
+
+    a, b = _photos(70, 90)
+    want = fastflow.estimate_flow(model, a, b)
+    a16, b16 = (x.astype(np.uint16) * 257 for x in (a, b))  # 257 * v maps 0..255 onto 0..65535 exactly
+    np.testing.assert_allclose(fastflow.estimate_flow(model, a16, b16), want, rtol=1e-4, atol=1e-4)
+    t16 = [torch.from_numpy(x.astype(np.int32)).to(torch.uint16) for x in (a16, b16)]
+    np.testing.assert_allclose(fastflow.estimate_flow(model, *t16).numpy(), want, rtol=1e-4, atol=1e-4)
+    for dt in (np.float32, np.float64):
+        np.testing.assert_allclose(fastflow.estimate_flow(model, (a / 255).astype(dt), (b / 255).astype(dt)), want,
+                                   rtol=1e-4, atol=1e-4)
+    ft = [torch.from_numpy(x).permute(2, 0, 1).float() / 255 for x in (a, b)]
+    np.testing.assert_allclose(fastflow.estimate_flow(model, *ft).numpy(), want, rtol=1e-4, atol=1e-4)
+    # 16-bit greyscale PIL (I;16) = the uint16 array, not clipped to white
+    g1, g2 = (x.mean(axis=2).astype(np.uint16) * 257 for x in (a, b))
+    pil16 = [Image.fromarray(g) for g in (g1, g2)]
+    assert pil16[0].mode.startswith("I;16")
+    want_g = fastflow.estimate_flow(model, g1, g2)
+    np.testing.assert_allclose(fastflow.estimate_flow(model, *pil16), want_g, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fastflow.estimate_flow(model, (g1 // 257).astype(np.uint8), (g2 // 257).astype(np.uint8)),
+                               want_g, rtol=1e-3, atol=1e-3)
+
+
+def test_greyscale_rgba_palette_pil_as_convert_rgb(model):
+    from PIL import Image
+
+    a, b = _photos(64, 80)
+    for mode in ("L", "RGBA", "P", "LA"):
+        pa, pb = (Image.fromarray(x).convert(mode) for x in (a, b))
+        want = fastflow.estimate_flow(model, np.asarray(pa.convert("RGB")), np.asarray(pb.convert("RGB")))
+        np.testing.assert_allclose(fastflow.estimate_flow(model, pa, pb), want, rtol=1e-5, atol=1e-5)
+    # a 2-D greyscale array is the L image
+    la, lb = (np.asarray(Image.fromarray(x).convert("L")) for x in (a, b))
+    want = fastflow.estimate_flow(model, Image.fromarray(la), Image.fromarray(lb))
+    np.testing.assert_allclose(fastflow.estimate_flow(model, la, lb), want, rtol=1e-5, atol=1e-5)
+
+
+def test_float_out_of_range_is_refused_with_the_fix(model):
+    a, b = _photos(64, 64)
+    with pytest.raises(ValueError, match=r"img1: float images must hold values in 0\.\.1.*divide by 255"):
+        fastflow.estimate_flow(model, a.astype(np.float32), b.astype(np.float32))
+    with pytest.raises(ValueError, match="img2"):
+        fastflow.estimate_flow(model, torch.rand(64, 64, 3), torch.rand(64, 64, 3) * 1.5)
+    # NaN is not a range error: it makes the flow NaN (README)
+    x = (a / 255).astype(np.float32)
+    x[3, 3, 0] = np.nan
+    assert np.isnan(fastflow.estimate_flow(model, x, (b / 255).astype(np.float32))).all()
+
+
+def test_pil_exif_orientation_applied(model):
+    """A phone picture (EXIF orientation 6) is upright for estimate_flow, as when read from its file."""
+    from PIL import Image
+
+    a, b = _photos(64, 96)
+    want = fastflow.estimate_flow(model, np.rot90(a, -1).copy(), np.rot90(b, -1).copy())
+    pa, pb = Image.fromarray(a), Image.fromarray(b)
+    for im in (pa, pb):
+        ex = im.getexif()
+        ex[0x0112] = 6
+        im.info["exif"] = ex.tobytes()
+    flow = fastflow.estimate_flow(model, pa, pb)
+    assert flow.shape == (96, 64, 2)
+    np.testing.assert_allclose(flow, want, rtol=1e-5, atol=1e-5)
