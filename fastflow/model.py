@@ -3,9 +3,10 @@
 The module subclasses :class:`fastflow.reference.FlowNet2S`, so ``state_dict`` keys, shapes,
 initialisation and training behaviour are identical; only the eval-mode forward differs:
 
-- CPU: the C++ prologue (normalise + pack into channels_last), PyTorch convolutions in
-  channels_last with in-place LeakyReLU, and the C++ output kernel (``flow2 * div_flow``,
-  bilinear x4). Same numbers as the reference within float32 rounding.
+- CPU: the C++ prologue (normalise + pack into channels_last), oneDNN convolutions on weights
+  packed once with LeakyReLU fused, and the C++ output kernel (``flow2 * div_flow``, bilinear
+  x4). float32: the reference's numbers within float32 rounding; bfloat16: bf16 convolutions;
+  float16: computed in float32 (``cpu_compute_dtype``).
 - CUDA: only fastflow kernels (DESIGN.md section 5): prologue -> 10 implicit-GEMM convs -> decoder
   (sub-pixel deconvs and flow heads writing into the concat buffers in place) -> output kernel.
   Activations live in one arena per (batch, H, W, dtype); the network between prologue and
@@ -153,31 +154,60 @@ def check_state_dict(model: torch.nn.Module, state: Dict[str, torch.Tensor], sou
 
 
 def _mkldnn_ok(dtype: torch.dtype) -> bool:
-    return (
-        dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-        and hasattr(torch.ops.mkldnn, "_convolution_transpose_pointwise")
-    )
+    """oneDNN convolutions on prepacked weights exist for ``dtype`` in this torch on this CPU."""
+    if not (torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+            and hasattr(torch.ops.mkldnn, "_convolution_transpose_pointwise")):
+        return False
+    if dtype == torch.float32:
+        return True
+    if dtype == torch.bfloat16:
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check is not None and check())
+    return False
 
 
-def _cpu_layers(model: torch.nn.Module, input_shape) -> Dict[str, object]:
-    """One callable per layer for the CPU forward, NHWC (channels_last) in and out.
+def cpu_compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the CPU forward of a ``dtype`` model computes in.
 
-    With oneDNN (float32), weights are reordered once into oneDNN's blocked layout and each
-    conv/deconv runs with LeakyReLU fused into its epilogue: reordering ~155 MB of weights on
-    every call is what dominates PyTorch's own CPU forward at 1/32 and 1/64 resolution. Other
-    dtypes, or a torch without oneDNN, use channels_last PyTorch convolutions.
+    bfloat16 runs oneDNN's bf16 convolutions (AMX / AVX512-BF16 where the CPU has them) when
+    oneDNN supports bf16 here, float32 otherwise. float16 always computes in float32: few CPUs
+    have fast fp16 convolutions (PyTorch's own fp16 CPU path is 25-40x slower than fp32), and the
+    fp16 weights widen to fp32 exactly, so the result is at least as accurate as an fp16 forward.
+    """
+    if dtype == torch.bfloat16 and _mkldnn_ok(torch.bfloat16):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _cpu_layers(model: torch.nn.Module, input_shape, dtype: torch.dtype = torch.float32) -> Dict[str, object]:
+    """One callable per layer for the CPU forward, NHWC (channels_last) in and out, computing in
+    ``dtype`` (see cpu_compute_dtype; weights are converted once here).
+
+    With oneDNN (float32 or bfloat16), weights are reordered once into oneDNN's blocked layout and
+    each conv/deconv runs with LeakyReLU fused into its epilogue: reordering ~155 MB of weights on
+    every call is what dominates PyTorch's own CPU forward at 1/32 and 1/64 resolution. A torch
+    without oneDNN uses channels_last PyTorch convolutions.
     """
     b, _, h, w = input_shape
     cl = torch.channels_last
-    fused = _mkldnn_ok(model.conv1[0].weight.dtype)
+    fused = _mkldnn_ok(dtype)
     layers: Dict[str, object] = {}
+    # Input channels of the layers that read a concat buffer, padded with zeros (weights and
+    # buffer) where that helps: oneDNN's AMX bf16 kernels run ic=386 at ~350 GFLOP/s, ic=416 at
+    # ~2000 (benchmarks/NOTES.md).
+    layers["concat_channels"] = {c[0]: _cpu_concat_channels(c[2] + c[4] + 2, dtype) for c in _CONCATS}
+
+    def prep(weight, bias, cin_dim=1, cin=None):
+        weight = weight.detach().to(dtype)
+        if cin is not None and cin > weight.shape[cin_dim]:
+            pad = [0, 0] * (weight.dim() - 1 - cin_dim) + [0, cin - weight.shape[cin_dim]]
+            weight = F.pad(weight, pad)
+        return weight, None if bias is None else bias.detach().to(dtype)
 
     def conv(weight, bias, k, s, slope, size):
         p = (k - 1) // 2
-        weight = weight.detach()
-        bias = None if bias is None else bias.detach()
+        weight, bias = prep(weight, bias, 1, size[1])
         if fused:
             try:
                 packed = torch._C._nn.mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), [p, p], [s, s], [1, 1], 1, list(size))
@@ -191,8 +221,7 @@ def _cpu_layers(model: torch.nn.Module, input_shape) -> Dict[str, object]:
         return lambda x: F.leaky_relu_(F.conv2d(x, wcl, bias, stride=s, padding=p), slope)
 
     def deconv(weight, bias, slope, size):
-        weight = weight.detach()
-        bias = None if bias is None else bias.detach()
+        weight, bias = prep(weight, bias, 0, size[1])
         if fused:
             try:
                 packed = torch.ops.mkldnn._reorder_convolution_transpose_weight(weight, [1, 1], [0, 0], [2, 2], [1, 1], 1, list(size))
@@ -210,16 +239,39 @@ def _cpu_layers(model: torch.nn.Module, input_shape) -> Dict[str, object]:
         m = getattr(model, name)[0]
         layers[name] = conv(m.weight, m.bias, k, s, LRELU_SLOPE, (b, cin, h, w))
         h, w = (h + s - 1) // s, (w + s - 1) // s
-    for (dec, cin, _), (pred, pcin, up) in zip(DECODER + ((None, 0, 0),), FLOW_HEADS):
+    sources = ["conv6_1"] + [c[0] for c in _CONCATS]  # what each decoder stage reads
+    for (dec, _, _), (pred, _, up), src in zip(DECODER + ((None, 0, 0),), FLOW_HEADS, sources):
+        cin = layers["concat_channels"].get(src, 1024)
         m = getattr(model, pred)
-        layers[pred] = conv(m.weight, m.bias, 3, 1, 1.0, (b, pcin, h, w))
+        layers[pred] = conv(m.weight, m.bias, 3, 1, 1.0, (b, cin, h, w))
         if up is not None:
-            upw = getattr(model, up).weight.detach().contiguous(memory_format=cl)
-            layers[up] = lambda f, upw=upw: F.conv_transpose2d(f, upw, None, stride=2, padding=1)
+            layers[up] = deconv(getattr(model, up).weight, None, 1.0, (b, 2, h, w))
             m = getattr(model, dec)[0]
             layers[dec] = deconv(m.weight, m.bias, LRELU_SLOPE, (b, cin, h, w))
         h, w = 2 * h, 2 * w
     return layers
+
+
+def _cpu_concat_channels(c: int, dtype: torch.dtype) -> int:
+    """Stored channels of a CPU concat buffer holding ``c``: a multiple of 32 for bf16 (AMX tiles
+    take K in pairs of 16), unpadded for float32 (its kernels do not care; padding would only add
+    FLOPs)."""
+    return (c + 31) // 32 * 32 if dtype == torch.bfloat16 else c
+
+
+def _concat_cpu(parts, channels: int) -> torch.Tensor:
+    """torch.cat of channels_last tensors along dim 1, zero-padded to ``channels``."""
+    used = sum(t.shape[1] for t in parts)
+    if used == channels:
+        return torch.cat(parts, 1)
+    b, _, h, w = parts[0].shape
+    out = torch.empty((b, channels, h, w), dtype=parts[0].dtype, memory_format=torch.channels_last)
+    c = 0
+    for t in parts:
+        out[:, c : c + t.shape[1]].copy_(t)
+        c += t.shape[1]
+    out[:, c:].zero_()
+    return out
 
 
 class _Plan:
@@ -274,7 +326,11 @@ class FlowNet2S(_ReferenceFlowNet2S):
     eval output ``(B, 2, H, W)`` float32 flow in pixels. Precision follows the module's dtype:
     ``.half()`` / ``.bfloat16()`` run 16-bit kernels with fp32 accumulation; float32 runs TF32 when
     ``torch.backends.cudnn.allow_tf32`` is True (PyTorch's default for convolutions), strict fp32
-    otherwise. The input may stay float32 in every mode.
+    otherwise. The input may stay float32 in every mode. On the CPU (see ``cpu_compute_dtype``):
+    bfloat16 runs oneDNN's bf16 convolutions on weights packed once (AMX / AVX512-BF16 where
+    present), activations bf16 channels_last; float16 computes in float32 (CPUs have no fast fp16
+    convolutions; the fp16 weights widen exactly, so it is at fp32's speed and within fp16
+    tolerance), as does bfloat16 where oneDNN has no bf16 support.
 
     Packed weights are rebuilt automatically after ``load_state_dict``, ``.to()``/``.half()``/...,
     and in-place parameter updates; after assigning a new ``nn.Parameter`` object to a submodule,
@@ -375,12 +431,12 @@ class FlowNet2S(_ReferenceFlowNet2S):
         if plan is None or plan.key != key:
             self._drop_stale_plans(key[-1])
             plan = _Plan(key)
-            plan.params = _cpu_layers(self, input_shape)
+            plan.params = _cpu_layers(self, input_shape, cpu_compute_dtype(p.dtype))
             self._plans["cpu"] = plan
         return plan
 
     def _forward_cpu(self, inputs: torch.Tensor) -> torch.Tensor:
-        dtype = self.conv1[0].weight.dtype
+        dtype = cpu_compute_dtype(self.conv1[0].weight.dtype)
         b, _, _, h, w = inputs.shape
         with self._lock:
             plan = self._cpu_plan((b, 6, h, w))
@@ -389,9 +445,9 @@ class FlowNet2S(_ReferenceFlowNet2S):
         outs = {}
         for name, *_ in ENCODER:
             x = outs[name] = layer[name](x)
-        for (dec, _, _), (_, enc, *_), (pred, _, up) in zip(DECODER, _CONCATS, FLOW_HEADS):
+        for (dec, _, _), (cname, enc, *_), (pred, _, up) in zip(DECODER, _CONCATS, FLOW_HEADS):
             flow_up = layer[up](layer[pred](x))
-            x = torch.cat((outs[enc], layer[dec](x), flow_up), 1)
+            x = _concat_cpu((outs[enc], layer[dec](x), flow_up), layer["concat_channels"][cname])
         return ops.upsample_flow(layer["predict_flow2"](x), self.div_flow)
 
     # ------------------------------------------------------------------ CUDA

@@ -1,0 +1,141 @@
+"""fastflow.FlowNet2S on the CPU in bfloat16 and float16, against the reference on real photos.
+
+DESIGN.md section 7: a 16-bit model's error against an fp64 reference is at most twice PyTorch's
+own error in that precision on the same computation (the reference module cast to bf16 / fp16).
+"""
+import pytest
+import torch
+
+import fastflow
+from conftest import motorcycle_pair, rel_err
+from fastflow import model as model_mod
+from fastflow.bench import sample_pair
+from fastflow.reference import FlowNet2S as Reference
+
+
+def _models(weights, dtype):
+    fast = fastflow.FlowNet2S().eval()
+    fast.load_state_dict(weights)
+    ref = Reference().eval()
+    ref.load_state_dict(weights)
+    return fast.to(dtype), ref
+
+
+def _oracle(ref, x):
+    """fp64 reference output."""
+    with torch.no_grad():
+        return ref.double()(x.double()).float()
+
+
+def _pytorch_lowp(ref, x, dtype):
+    """PyTorch's own output in dtype: the reference module cast to it, fed the cast input."""
+    with torch.no_grad():
+        return ref.to(dtype)(x.to(dtype)).float()
+
+
+# Real photographs: the motorcycle stereo pair and the shipped astronaut photo, awkward sizes.
+CASES = [
+    ("motorcycle", 1, 128, 192),
+    ("motorcycle", 3, 64, 128),
+    ("astronaut", 2, 192, 128),
+]
+
+
+def _pair(kind, b, h, w):
+    return motorcycle_pair(h, w, b) if kind == "motorcycle" else sample_pair(h, w, b)
+
+
+@pytest.mark.parametrize("kind, b, h, w", CASES)
+def test_bf16_within_twice_pytorch_bf16_error(weights, kind, b, h, w):
+    fast, ref = _models(weights, torch.bfloat16)
+    x = _pair(kind, b, h, w)
+    with torch.no_grad():
+        got = fast(x)
+    want = _oracle(ref, x)
+    own = rel_err(_pytorch_lowp(ref, x, torch.bfloat16), want)
+    err = rel_err(got, want)
+    print(f"bf16 {kind} B={b} {h}x{w}: fastflow {err:.2e}, PyTorch bf16 {own:.2e}")
+    assert got.shape == (b, 2, h, w) and got.dtype == torch.float32
+    assert torch.isfinite(got).all()
+    assert err <= 2 * own
+    assert err < 0.05  # and bf16-sized: not merely "as wrong as something else"
+
+
+def test_bf16_uses_bf16_convolutions_when_onednn_has_them(weights):
+    """The bf16 model really computes in bf16 (where oneDNN supports it): its output differs from
+    the fp32 forward by a bf16-sized amount, not by zero."""
+    if model_mod.cpu_compute_dtype(torch.bfloat16) != torch.bfloat16:
+        pytest.skip("oneDNN has no bf16 convolutions on this CPU (the fallback is tested below)")
+    fast, ref = _models(weights, torch.bfloat16)
+    x = motorcycle_pair(64, 128)
+    with torch.no_grad():
+        got = fast(x)
+        full = ref(x)
+    assert 1e-4 < rel_err(got, full) < 0.05
+    plan = fast._plans["cpu"]
+    # The decoder's concat buffers are padded to whole AMX tiles.
+    assert all(c % 32 == 0 for c in plan.params["concat_channels"].values())
+
+
+def test_bf16_without_fast_bf16_computes_in_fp32(weights, monkeypatch):
+    """A CPU without oneDNN bf16: the bf16 model still runs, in float32 (never slower than PyTorch's
+    bf16, and more accurate)."""
+    fast, ref = _models(weights, torch.bfloat16)
+    real = model_mod._mkldnn_ok
+    monkeypatch.setattr(model_mod, "_mkldnn_ok", lambda dt: dt == torch.float32 and real(dt))
+    assert model_mod.cpu_compute_dtype(torch.bfloat16) == torch.float32
+    x = motorcycle_pair(64, 128, 2)
+    ref_b = Reference().eval()
+    ref_b.load_state_dict({k: v.bfloat16().float() for k, v in weights.items()})  # the bf16 weights, in fp32
+    with torch.no_grad():
+        got = fast(x)
+        want = ref_b(x)
+    assert rel_err(got, want) <= 1e-5
+
+
+@pytest.mark.parametrize("kind, b, h, w", CASES[:2])
+def test_fp16_within_twice_pytorch_fp16_error(weights, kind, b, h, w):
+    fast, ref = _models(weights, torch.float16)
+    x = _pair(kind, b, h, w)
+    with torch.no_grad():
+        got = fast(x)
+    want = _oracle(ref, x)
+    own = rel_err(_pytorch_lowp(ref, x, torch.float16), want)
+    err = rel_err(got, want)
+    print(f"fp16 {kind} B={b} {h}x{w}: fastflow {err:.2e}, PyTorch fp16 {own:.2e}")
+    assert got.shape == (b, 2, h, w) and got.dtype == torch.float32
+    assert err <= 2 * own
+
+
+def test_fp16_computes_in_fp32(weights):
+    """A float16 model on the CPU is the float32 forward on its (exactly widened) fp16 weights."""
+    fast, _ = _models(weights, torch.float16)
+    ref32 = Reference().eval()
+    ref32.load_state_dict({k: v.half().float() for k, v in weights.items()})
+    x = motorcycle_pair(64, 192)
+    with torch.no_grad():
+        assert rel_err(fast(x), ref32(x)) <= 1e-5
+    assert fast.conv1[0].weight.dtype == torch.float16  # the module itself stays fp16
+
+
+def test_precision_switches_repack(weights):
+    """fp32 -> bf16 -> fp16 -> fp32 on one module: each forward uses the current dtype's packing."""
+    fast, ref = _models(weights, torch.float32)
+    x = motorcycle_pair(64, 64)
+    with torch.no_grad():
+        want = ref(x)
+        a = fast(x)
+        fast.bfloat16()
+        b = fast(x)
+        fast.half()
+        c = fast(x)
+        fast.float()
+        d = fast(x)
+    rounded = Reference().eval()  # the weights after the trip through bf16 (exact in fp16 and fp32)
+    rounded.load_state_dict({k: v.bfloat16().float() for k, v in weights.items()})
+    with torch.no_grad():
+        want_rounded = rounded(x)
+    assert rel_err(a, want) <= 1e-5
+    assert rel_err(b, want_rounded) < 0.05
+    assert rel_err(c, want_rounded) <= 1e-5 and rel_err(d, want_rounded) <= 1e-5
+    assert len(fast._plans) == 1  # stale packings dropped
