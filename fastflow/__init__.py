@@ -17,6 +17,7 @@ _LAZY = {
     "write_flow": ("io", "write_flow"),
     "flow_to_color": ("viz", "flow_to_color"),
     "track_points": ("tracking", "track_points"),
+    "extract": ("extraction", "extract"),
     "reference": ("reference", None),
     "ops": ("ops", None),
     "io": ("io", None),

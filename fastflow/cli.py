@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # (command, module in fastflow/, help): see build_parser.
 PLUGIN_COMMANDS = [
-    ("extract", "extract", "flow for whole video datasets, resumable (one machine, --workers, or --ray)"),
+    ("extract", "extraction", "flow for whole video datasets, resumable (one machine, --workers, or --ray)"),
     ("validate", "validate", "end-point error on Sintel, KITTI, FlyingChairs or Middlebury"),
 ]
 
