@@ -341,7 +341,10 @@ class FlowNet2S(_ReferenceFlowNet2S):
     """
 
     def __init__(self, rgb_max: float = 255.0, div_flow: float = 20.0):
-        super().__init__(rgb_max=rgb_max, div_flow=div_flow)
+        # Parameters are always normal tensors, even when built inside torch.inference_mode():
+        # inference tensors have no version counter and refuse in-place loads after the block.
+        with torch.inference_mode(False):
+            super().__init__(rgb_max=rgb_max, div_flow=div_flow)
         self.use_cuda_graph = True
         self.max_cached_shapes = 8
         self._param_list = None
@@ -397,11 +400,16 @@ class FlowNet2S(_ReferenceFlowNet2S):
         params = self._param_list  # one read: _apply may clear it from another thread
         if params is None:
             params = self._param_list = list(self.parameters())
-        return tuple(map(_VERSION, params)) + tuple(map(torch.Tensor.data_ptr, params))
+        try:
+            versions = tuple(map(_VERSION, params))
+        except RuntimeError:  # an inference tensor (load_state_dict(assign=True) inside inference_mode)
+            versions = tuple(-1 if p.is_inference() else p._version for p in params)
+        return versions + tuple(map(torch.Tensor.data_ptr, params))
 
     def _apply(self, fn, *args, **kwargs):
         self._param_list = None
-        return super()._apply(fn, *args, **kwargs)
+        with torch.inference_mode(False):  # .to()/.half()/.cuda() inside inference_mode: normal tensors
+            return super()._apply(fn, *args, **kwargs)
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor):
@@ -416,7 +424,9 @@ class FlowNet2S(_ReferenceFlowNet2S):
             )
         if param.dtype not in ops.DTYPE_CODES:
             raise ValueError(f"fastflow.FlowNet2S runs float32, float16 or bfloat16 weights, not {param.dtype}")
-        with torch.no_grad():
+        # Cached packed weights and arenas are created and written in place outside inference
+        # mode, so they work in any mix of inference_mode / no_grad / plain calls.
+        with torch.inference_mode(False), torch.no_grad():
             if inputs.device.type == "cuda":
                 return self._forward_cuda(inputs)
             if inputs.device.type == "cpu":
