@@ -128,11 +128,11 @@ def resize_frame(frame, size: Tuple[int, int]):
 
 def quantize_flow(flow, bound: float = 20.0):
     """denseflow's 8-bit flow: ``(x, y)`` uint8 ``(H, W)`` images, ``round((c + bound) * 255 /
-    (2 * bound))`` clipped to 0..255, for c = u and v of an ``(H, W, 2)`` flow (NaN maps to 0)."""
+    (2 * bound))`` clipped to 0..255, for c = u and v of an ``(H, W, 2)`` flow (NaN counts as 0)."""
     import numpy as np
 
-    q = (np.asarray(flow, dtype=np.float32) + np.float32(bound)) * np.float32(255.0 / (2.0 * bound))
-    q = np.clip(np.rint(np.nan_to_num(q, nan=0.0)), 0, 255).astype(np.uint8)
+    f = np.clip(np.nan_to_num(np.asarray(flow, dtype=np.float32), nan=0.0), -2 * bound, 2 * bound)
+    q = np.clip(np.rint((f + np.float32(bound)) * np.float32(255.0 / (2.0 * bound))), 0, 255).astype(np.uint8)
     return q[..., 0], q[..., 1]
 
 
@@ -142,6 +142,10 @@ class Job:
     path: str  # the input as given
     name: str  # its output folder, relative to out ("/"-separated with root)
     out: str  # the output root
+
+    @property
+    def source(self) -> str:  # absolute, so workers started elsewhere (Ray) read the same file
+        return os.path.abspath(self.path)
 
     @property
     def outdir(self) -> str:
@@ -415,7 +419,7 @@ class _Writer(threading.Thread):
         if self.opts.format == "npy":
             self._finish_npy(st)
         seconds = time.perf_counter() - st.t0
-        record = {"input": os.path.abspath(st.job.path), "name": st.job.name, "frames": frames, "pairs": pairs,
+        record = {"input": st.job.source, "name": st.job.name, "frames": frames, "pairs": pairs,
                   "height": size[0], "width": size[1], "options": self.opts.record(), "fastflow": __version__,
                   "files": len(st.files)}
         _write_json(st.job.record_path, record)
@@ -467,7 +471,7 @@ class _Reader(threading.Thread):
             if self.stop.is_set():
                 return
             try:
-                src = open_frames(job.path)
+                src = open_frames(job.source)
             except (ValueError, ImportError, OSError) as e:
                 if not self._put(("error", job, _first_line(e))):
                     return
@@ -883,7 +887,7 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, format
     Raises ValueError for bad options.
     """
     t0 = time.perf_counter()
-    out = os.fspath(out)
+    out = os.path.abspath(os.fspath(out))
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
