@@ -18,6 +18,8 @@ _LAZY = {
     "flow_to_color": ("viz", "flow_to_color"),
     "track_points": ("tracking", "track_points"),
     "extract": ("extraction", "extract"),
+    # the module, callable as fastflow.validate(model, dataset, root, ...) (see fastflow/validate.py)
+    "validate": ("validate", None),
     "reference": ("reference", None),
     "ops": ("ops", None),
     "io": ("io", None),
