@@ -240,20 +240,28 @@ def _parse_size(s: str):
 def cmd_bench(args) -> int:
     import torch
 
-    from .bench import format_table, rows_to_dicts, run_model_bench
+    from .bench import bench_environment, format_table, rows_to_dicts, run_model_bench
 
     device = _device(args.device)
     size = _parse_size(args.size) if args.size else ((448, 1024) if device.type == "cuda" else (384, 512))
     ckpt = _checkpoint(args.checkpoint) if (args.checkpoint or os.environ.get("FASTFLOW_CHECKPOINT")) else None
+    precisions = [p for p in (args.precision or "").split(",") if p]
+    bad = [p for p in precisions if p not in ("fp32", "tf32", "fp16", "bf16")]
+    if bad:
+        raise CLIError(f"--precision takes a comma-separated list of fp32, tf32, fp16, bf16; got {bad[0]!r}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    log(f"fastflow bench: FlowNet2-S {size[0]}x{size[1]}, batch {args.batch}, on {gpu}")
+    env = bench_environment(device)
+    where = env["device"] + ("" if device.type == "cuda" else f", {env['threads']} threads")
+    log(f"fastflow bench: FlowNet2-S {size[0]}x{size[1]}, batch {args.batch}, on {where}; fastflow {env['fastflow']}"
+        f" ({env['commit'] or 'commit unknown'}), torch {env['torch']}")
     rows = run_model_bench(size[0], size[1], args.batch, device, ckpt, warmup=args.warmup, repeats=args.repeats,
-                           include_compile=args.compile, log=log)
+                           include_compile=args.compile, log=log, precisions=precisions or None)
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": gpu, "torch": torch.__version__, "bench": rows_to_dicts(rows)}, f, indent=1)
+            json.dump(dict(env, bench=rows_to_dicts(rows)), f, indent=1)
         print(f"wrote {args.json}")
     return 0
 
@@ -284,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--checkpoint", help="FlowNet2-S checkpoint (.pth.tar); default: $FASTFLOW_CHECKPOINT")
         sp.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
         sp.add_argument("--precision", choices=["fp32", "tf32", "fp16", "bf16"], default="tf32",
-                        help="fp16/bf16: 16-bit model on the GPU; tf32 (default) / fp32: float32 model")
+                        help="fp16/bf16: 16-bit model (on the CPU bf16 runs oneDNN bf16 convolutions, fp16 computes "
+                             "in fp32); tf32 (default) / fp32: float32 model")
         sp.add_argument("--max-flow", type=float, default=None, help="fixed colour normalisation (pixels)")
 
     f = sub.add_parser("flow", help="flow between two images")
@@ -312,9 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--device", default="auto")
     b.add_argument("--checkpoint", help="official weights (default: random weights)")
-    b.add_argument("--warmup", type=int, default=2)
-    b.add_argument("--repeats", type=int, default=7)
-    b.add_argument("--compile", action="store_true", help="include torch.compile(max-autotune) fp16 (slow to build)")
+    b.add_argument("--warmup", type=int, default=3, help="minimum warm-up runs (more until 3 runs agree within 10%%)")
+    b.add_argument("--repeats", type=int, default=10, help="interleaved timing rounds (default 10)")
+    b.add_argument("--precision", help="only these precisions, comma-separated (e.g. fp32,bf16); default all")
+    b.add_argument("--threads", type=int, help="torch.set_num_threads first (CPU)")
+    b.add_argument("--compile", action="store_true",
+                   help="include torch.compile: max-autotune fp16 on CUDA; inductor with freezing fp32/bf16 on the CPU "
+                        "(compile time reported apart)")
     b.add_argument("--json", help="also write the rows as JSON here")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_bench)
@@ -353,6 +366,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--batch must be at least 1")
     if getattr(args, "repeats", 1) < 1 or getattr(args, "warmup", 0) < 0:
         parser.error("--repeats must be at least 1 and --warmup at least 0")
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     try:
         return args.func(args)
     except CLIError as e:
