@@ -1,16 +1,38 @@
-"""The GPU suite behind gpu_suite.sh: tests, compute-sanitizer, benchmarks -> one JSON record.
+"""The GPU suite behind gpu_suite.sh: stages in their own subprocesses under one time budget, one JSON
+record rewritten after every stage.
 
-Stages (each can be skipped; each writes its part to OUTDIR/parts/ so a suite split over several
-device calls still ends in one record): tests, sanitizer (a small forward under memcheck,
-racecheck, initcheck, synccheck), sanitize_tests (the CUDA op tests under the same tools; slow, not
-in the default list), bench, layers (per-layer table). The record's format is
-DESIGN.md section 8, plus the build info and the per-layer table.
+    python benchmarks/suite.py [OUTDIR] [--quick] [--budget SECONDS] [--stages a,b] [--compile]
+
+Stages, in the order of what they verify per minute (``--quick`` runs these):
+  build        pip -v install for sm_90 (FASTFLOW_CUDA_ARCHS), skipped when the installed build
+               already matches the csrc tree and setup.py (a stamp in the work folder)
+  smoke        benchmarks/smoke_cuda.py: every op and layer shape, four precisions, then the model
+  model_tests  tests/test_model_cuda.py, measured errors printed (-rA)
+  sanitizer    compute-sanitizer memcheck + racecheck on a small forward, in parallel (initcheck and
+               synccheck beside them when the budget allows)
+  op_tests     the CUDA op tests, one pytest per file (-m cuda), --maxfail, faulthandler_timeout
+  bench        fastflow fp16/bf16/tf32/fp32 vs the reference and eager fp16 channels_last, batch 1
+               and 16, 448x1024, peak memory (benchmarks/bench_worker.py, one process per config)
+  layers       per-layer fp16 table against cuDNN (benchmarks/bench_conv_layers.py)
+Not in --quick: all_tests (the whole pytest suite), compile (torch.compile max-autotune, also with
+--compile).
+
+Each stage gets a timeout carved from what is left of the budget (its own cap at most; skipped when
+less than its floor is left). While a stage runs, its log sits in OUTDIR; when it ends the log moves
+into OUTDIR/suite_logs.tar.gz and the record (OUTDIR/<date>-<gpu>-<commit>.json) is rewritten
+atomically, so a call killed at any point still returns a usable record (a stage it was in says
+"running"). Without a GPU the suite is a dry run: GPU-only stages are skipped, smoke and bench run
+their code paths at tiny sizes on the CPU. Exit status: 0 no stage failed or timed out, 1 one did,
+2 bad arguments.
 """
 import argparse
 import datetime
+import glob
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -21,231 +43,615 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+from merge_records import RAN, finalize, targets  # noqa: E402,F401  (targets: the record's API)
 from treehash import tree_hash  # noqa: E402
 
+QUICK = ("build", "smoke", "model_tests", "sanitizer", "op_tests", "bench", "layers")
+FULL = QUICK + ("all_tests",)
+ALL = FULL + ("compile",)
+# (cap, floor) seconds: the most a stage may take, and the least worth starting it with.
+LIMITS = {"build": (300, 60), "smoke": (180, 30), "model_tests": (200, 40), "sanitizer": (200, 45),
+          "op_tests": (300, 30), "bench": (240, 40), "layers": (150, 30), "all_tests": (900, 120),
+          "compile": (600, 150)}
+OP_TEST_FILES = ("cuda_io_ops", "flow_head", "conv_lrelu", "deconv_lrelu", "reliability", "io", "tracking", "viz")
+MARGIN = 8  # seconds kept back at the end for the last record and archive
 
-def sh(cmd, timeout, **kw):
-    t0 = time.time()
+
+# ------------------------------------------------------------------------------------------------
+# Processes
+
+
+class Proc:
+    """A subprocess in its own process group writing to a log; killed as a group at its deadline."""
+
+    def __init__(self, cmd, log_path, env=None, cwd="/tmp"):
+        self.cmd, self.log_path, self.t0 = cmd, log_path, time.time()
+        self.rc, self.timed_out = None, False
+        self._log = open(log_path, "w")
+        self._log.write("$ " + " ".join(cmd) + "\n")
+        self._log.flush()
+        try:
+            self._p = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       cwd=cwd, env=env, start_new_session=True)
+        except OSError as e:
+            self._log.write(f"[suite: cannot start: {e}]\n")
+            self._p, self.rc = None, 127
+
+    def wait(self, deadline):
+        """Exit status, or 124 after killing the group at ``deadline`` (time.time() value)."""
+        if self._p is not None and self.rc is None:
+            try:
+                self.rc = self._p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                self._kill()
+                self.rc, self.timed_out = 124, True
+                self._log.write(f"\n[suite: killed after {time.time() - self.t0:.0f} s at the stage deadline]\n")
+        self.seconds = round(time.time() - self.t0, 1)
+        if not self._log.closed:
+            self._log.close()
+        return self.rc
+
+    def _kill(self):
+        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self._p.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self._p.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+def quick_output(cmd, timeout=60, env=None):
     try:
-        if subprocess.run(["which", cmd[0]], capture_output=True).returncode != 0 and not os.path.exists(cmd[0]):
-            return 127, f"{cmd[0]}: not found", 0.0
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=kw.pop("cwd", "/tmp"), **kw)
-        return r.returncode, r.stdout + r.stderr, time.time() - t0
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return 124, out + f"\n[timed out after {timeout} s]", time.time() - t0
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd="/tmp", env=env)
+        return r.returncode, r.stdout + r.stderr
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return 127, str(e)
 
 
-def part(outdir, name, data=None):
-    path = os.path.join(outdir, "parts", name + ".json")
-    if data is None:
-        if os.path.exists(path):
-            with open(path) as f:
-                return json.load(f)
+# ------------------------------------------------------------------------------------------------
+# Parsing
+
+
+def junit_counts(path):
+    """(counts, failed test ids) from a junit file, or (None, []) when it is missing or unreadable."""
+    if not os.path.exists(path):
+        return None, []
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError:
+        return None, []
+    counts, failed = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}, []
+    for case in root.iter("testcase"):
+        kinds = {c.tag for c in case}
+        if kinds & {"failure", "error"}:
+            counts["failed" if "failure" in kinds else "errors"] += 1
+            failed.append(f"{case.get('classname')}::{case.get('name')}")
+        elif "skipped" in kinds:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    return counts, failed
+
+
+def verbose_counts(text):
+    """Counts from ``pytest -v`` progress lines (for a run killed before it wrote its junit)."""
+    counts, failed = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}, []
+    for m in re.finditer(r"^(\S+::.+?) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b", text, re.M):
+        key = {"PASSED": "passed", "XPASS": "passed", "FAILED": "failed", "ERROR": "errors"}.get(m.group(2), "skipped")
+        counts[key] += 1
+        if key in ("failed", "errors"):
+            failed.append(m.group(1))
+    return counts, failed
+
+
+def first_line(text, n=300):
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else "")[:n]
+
+
+# ------------------------------------------------------------------------------------------------
+# The runner
+
+
+class Suite:
+    def __init__(self, args):
+        self.args = args
+        self.t0 = time.time()
+        self.deadline = self.t0 + args.budget - MARGIN
+        self.out = os.path.abspath(args.outdir)
+        self.work = os.path.abspath(args.work)
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.logs = os.path.join(self.work, f"run-{stamp}-{os.getpid()}")
+        os.makedirs(self.out, exist_ok=True)
+        os.makedirs(self.logs, exist_ok=True)
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", PIP_BREAK_SYSTEM_PACKAGES="1",
+                        FASTFLOW_SUITE_WORK=self.work)
+        self.env.setdefault("FASTFLOW_CUDA_ARCHS", "90")
+        self.py = sys.executable
+        self.record = None
+        self.path = None
+
+    # -- time
+    def left(self):
+        return self.deadline - time.time()
+
+    # -- environment
+    def probe(self):
+        probe = ("import json, torch\n"
+                 "ok = torch.cuda.is_available()\n"
+                 "print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu_count': torch.cuda.device_count(),\n"
+                 "  'gpu': torch.cuda.get_device_name(0) if ok else None,\n"
+                 "  'capability': '%d.%d' % torch.cuda.get_device_capability(0) if ok else None}))")
+        rc, out = quick_output([self.py, "-c", probe], 90, self.env)
+        info = json.loads(out.strip().splitlines()[-1]) if rc == 0 and out.strip() else {"probe_error": first_line(out)}
+        if self.args.device == "cpu":
+            info["gpu"] = None
+        elif self.args.device == "cuda" and not info.get("gpu"):
+            info["gpu"] = "assumed GPU (--device cuda)"
+        rc, out = quick_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], 30)
+        info["driver"] = out.strip().splitlines()[0] if rc == 0 and out.strip() else "unknown"
+        commit = os.environ.get("FASTFLOW_COMMIT")
+        if not commit:
+            rc, out = quick_output(["git", "-C", ROOT, "rev-parse", "HEAD"], 30)
+            commit = out.strip() if rc == 0 else "unknown"
+        self.has_gpu = bool(info.get("gpu"))
+        rec = {"gpu": info.get("gpu") or "no GPU", "driver": info["driver"], "torch": info.get("torch"),
+               "cuda": info.get("cuda"), "capability": info.get("capability"), "commit": commit,
+               "csrc_tree": tree_hash(os.path.join(ROOT, "csrc")),
+               "date": datetime.date.today().isoformat(),
+               "suite": {"mode": "quick" if self.args.quick else "full", "budget_s": self.args.budget,
+                         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                         "dry_run": not self.has_gpu, "host_cpus": os.cpu_count()},
+               "stages": {s: {"status": "pending"} for s in self.args.stage_list}}
+        if "probe_error" in info:
+            rec["suite"]["probe_error"] = info["probe_error"]
+        if not self.has_gpu:
+            rec["suite"]["note"] = "no GPU found: GPU-only stages skipped, smoke and bench ran tiny on the CPU"
+        gpu = re.sub(r"[^A-Za-z0-9]+", "-", rec["gpu"]).strip("-")
+        self.path = os.path.join(self.out, f"{rec['date']}-{gpu}-{commit[:8]}.json")
+        self.record = rec
+
+    # -- output
+    def save(self):
+        self.record["suite"]["elapsed_s"] = round(time.time() - self.t0, 1)
+        finalize(self.record)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.record, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, self.path)
+
+    def archive(self):
+        tmp = os.path.join(self.out, "suite_logs.tar.gz.tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(self.logs, arcname="suite_logs")
+        os.replace(tmp, os.path.join(self.out, "suite_logs.tar.gz"))
+
+    def live(self, name):
+        """Log path for a running stage: in OUTDIR, so a killed call still returns it."""
+        return os.path.join(self.out, name + ".log")
+
+    def settle(self, *items):
+        """Move finished logs (paths or Procs, whose log_path follows) from OUTDIR into the archive folder."""
+        for item in items:
+            path = item.log_path if isinstance(item, Proc) else item
+            if os.path.exists(path):
+                dest = os.path.join(self.logs, os.path.basename(path))
+                shutil.move(path, dest)
+                if isinstance(item, Proc):
+                    item.log_path = dest
+
+    # -- stages
+    def run(self):
+        self.probe()
+        self.adopt_stamp()
+        self.save()
+        for name in self.args.stage_list:
+            entry = self.record["stages"][name]
+            cap, floor = LIMITS[name]
+            fn = getattr(self, "stage_" + name)
+            skip = self.skip_reason(name, floor)
+            if skip:
+                entry.update(status="skipped", note=skip)
+                print(f"== {name}: skipped ({skip})", flush=True)
+                self.save()
+                continue
+            timeout = min(cap, self.left())
+            entry.update(status="running", timeout_s=round(timeout))
+            self.save()
+            print(f"== {name} (timeout {timeout:.0f} s, {self.left():.0f} s of budget left)", flush=True)
+            t = time.time()
+            try:
+                status, note, result = fn(t + timeout)
+            except Exception as e:  # a bug in a stage's parsing must not cost the record
+                status, note, result = "failed", f"suite error: {type(e).__name__}: {e}", {}
+            entry.update(status=status, seconds=round(time.time() - t, 1), note=note, result=result)
+            self.save()
+            self.archive()
+            print(f"   {name}: {status} in {entry['seconds']:.0f} s{': ' + note if note else ''}", flush=True)
+        self.record["suite"]["finished"] = True
+        self.save()
+        self.archive()
+        return self.summary()
+
+    def skip_reason(self, name, floor):
+        if not self.has_gpu and name in ("build", "sanitizer", "op_tests", "layers", "all_tests", "compile"):
+            return "no GPU"
+        if self.left() < floor:
+            return f"budget: {max(0, self.left()):.0f} s left, stage needs {floor} s"
         return None
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
-    return data
 
+    def summary(self):
+        st = self.record["stages"]
+        bad = [n for n, e in st.items() if e["status"] in ("failed", "timed out")]
+        t = self.record["tests"]
+        print(f"gpu_suite: {self.record['gpu']}, csrc {self.record['csrc_tree'][:12]}, "
+              f"{time.time() - self.t0:.0f} s; tests {t['passed']} passed, {t['failed']} failed, "
+              f"{t['errors']} errors, {t['skipped']} skipped")
+        for n, e in st.items():
+            print(f"  {n:12} {e['status']:9} {e.get('seconds', 0):6.0f} s  {str(e.get('note') or '')[:150]}")
+        for tool, v in self.record["sanitizer"].items():
+            if not tool.endswith("_seconds"):
+                print(f"  sanitizer {tool}: {str(v)[:150]}")
+        for r in self.record["bench"]:
+            if "median_ms" in r:
+                print(f"  bench {r['impl']:>14} {r['precision']:>5} b{r['batch']:<2} {r['height']}x{r['width']}: "
+                      f"{r['median_ms']:.3f} ms, {r['pairs_per_s']:.0f} pairs/s, peak {r.get('peak_mem_mb')} MB")
+        print(f"record: {self.path}")
+        return 1 if bad else 0
 
-def stage_tests(outdir, timeout):
-    junit = os.path.join(outdir, "junit.xml")
-    rc, out, dt = sh([sys.executable, "-m", "pytest", os.path.join(ROOT, "tests"), "-q", "-rfEs", "-p", "no:cacheprovider",
-                      f"--junitxml={junit}"], timeout)
-    with open(os.path.join(outdir, "tests.log"), "w") as f:
-        f.write(out)
-    counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
-    failures = []
-    if os.path.exists(junit):
-        for case in ET.parse(junit).getroot().iter("testcase"):
-            kinds = {c.tag for c in case}
-            if "failure" in kinds or "error" in kinds:
-                counts["failed" if "failure" in kinds else "errors"] += 1
-                failures.append(f"{case.get('classname')}::{case.get('name')}")
-            elif "skipped" in kinds:
-                counts["skipped"] += 1
+    def pyenv(self):
+        return self.env
+
+    # build ---------------------------------------------------------------------------------------
+    def build_key(self):
+        import hashlib
+
+        with open(os.path.join(ROOT, "setup.py"), "rb") as f:
+            setup = hashlib.sha1(f.read()).hexdigest()
+        return {"csrc_tree": self.record["csrc_tree"], "setup_py": setup, "archs": self.env["FASTFLOW_CUDA_ARCHS"]}
+
+    def installed(self):
+        """(extension file, mtime, build_info) of the fastflow that Python imports outside the tree."""
+        code = ("import json, os, fastflow, fastflow._backend as b\n"
+                "f = b.load().__file__\n"
+                "print(json.dumps({'file': f, 'mtime': os.path.getmtime(f), 'info': fastflow.build_info()}))")
+        rc, out = quick_output([self.py, "-c", code], 60, self.pyenv())
+        try:
+            return json.loads(out.strip().splitlines()[-1]) if rc == 0 else None
+        except (ValueError, IndexError):
+            return None
+
+    def stamp_path(self):
+        return os.path.join(self.work, "build_stamp.json")
+
+    def adopt_stamp(self):
+        """The stamp of this machine's last build by the suite; an in-place build is put on PYTHONPATH."""
+        try:
+            with open(self.stamp_path()) as f:
+                stamp = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if stamp.get("mode") == "inplace" and ROOT not in self.env.get("PYTHONPATH", "").split(os.pathsep):
+            self.env["PYTHONPATH"] = ROOT + os.pathsep + self.env.get("PYTHONPATH", "")
+        return stamp
+
+    def stage_build(self, deadline):
+        key = self.build_key()
+        stamp = self.adopt_stamp()
+        have = self.installed()
+        if (have and stamp and have["info"].get("cuda_compiled")
+                and {k: stamp.get(k) for k in (*key, "file", "mtime")} == dict(key, file=have["file"], mtime=have["mtime"])):
+            return "passed", "installed build matches the csrc tree and setup.py: not rebuilt", {
+                "rebuilt": False, "build_info": have["info"]}
+        log = self.live("build")
+        env = dict(self.pyenv(), FASTFLOW_BUILD_JOBS=str(os.cpu_count() or 1))
+        mode = "pip"
+        if not self.can_build_wheel():
+            mode = "inplace"  # setuptools < 70.1 without `wheel`: no bdist_wheel, build next to the sources
+        if mode == "pip":
+            p = Proc([self.py, "-m", "pip", "install", "-v", "--no-build-isolation", "--no-deps", ROOT], log, env)
+            p.wait(deadline)
+            if p.rc not in (0, 124) and "fastflow build: " not in p.text():
+                # pip refused before compiling anything (packaging, not the code): build in place
+                self.settle(p)
+                os.replace(os.path.join(self.logs, "build.log"), os.path.join(self.logs, "build_pip.log"))
+                mode = "inplace"
+        if mode == "inplace":
+            p = Proc([self.py, "setup.py", "build_ext", "--inplace"], log, env, cwd=ROOT)
+            p.wait(deadline)
+            if p.rc == 0:
+                self.env["PYTHONPATH"] = ROOT + os.pathsep + self.env.get("PYTHONPATH", "")
+        text = p.text()
+        self.settle(p)
+        messages = [ln.strip() for ln in text.splitlines()
+                    if re.search(r"fastflow build:|warning|spill|[Ee]rror|ptxas", ln) and "Werror" not in ln][:40]
+        result = {"rebuilt": True, "mode": mode, "messages": messages, "seconds": p.seconds}
+        if p.timed_out:
+            return "timed out", f"build not finished in {p.seconds:.0f} s", result
+        if p.rc != 0:
+            return "failed", f"build failed (rc {p.rc}): {first_line(text)}", result
+        have = self.installed()
+        if not have:
+            return "failed", "built, but `import fastflow` fails outside the tree", result
+        result["build_info"] = have["info"]
+        if not have["info"].get("cuda_compiled"):
+            return "failed", "the build has no CUDA kernels (nvcc not found?)", result
+        with open(self.stamp_path(), "w") as f:
+            json.dump(dict(key, file=have["file"], mtime=have["mtime"], mode=mode), f)
+        return "passed", f"{mode} build, archs {have['info'].get('cuda_archs')}", result
+
+    def can_build_wheel(self):
+        code = ("import setuptools, importlib.util as u\n"
+                "v = tuple(int(x) for x in setuptools.__version__.split('.')[:2])\n"
+                "print(v >= (70, 1) or u.find_spec('wheel') is not None)")
+        rc, out = quick_output([self.py, "-c", code], 60, self.pyenv())
+        return rc == 0 and out.strip().endswith("True")
+
+    # smoke ---------------------------------------------------------------------------------------
+    def stage_smoke(self, deadline):
+        log = self.live("smoke")
+        cmd = [self.py, os.path.join(HERE, "smoke_cuda.py"), "--device", "cuda" if self.has_gpu else "cpu"]
+        if not self.has_gpu:
+            cmd.append("--tiny")
+        p = Proc(cmd, log, self.pyenv())
+        p.wait(deadline)
+        text = p.text()
+        self.settle(p)
+        cases = {}
+        for m in re.finditer(r"^CASE (.+?): (ok|FAIL) (.*)$", text, re.M):
+            cases[m.group(1)] = m.group(2) + " " + m.group(3).strip()
+        failed = sum(v.startswith("FAIL") for v in cases.values())
+        result = {"device": "cuda" if self.has_gpu else "cpu", "passed": len(cases) - failed, "failed": failed,
+                  "cases": cases}
+        if p.timed_out:
+            return "timed out", f"{len(cases)} cases done before the timeout, {failed} failed", result
+        if p.rc != 0 or failed or not cases:
+            return "failed", f"{failed} of {len(cases)} cases failed (rc {p.rc}): {first_line(text)}", result
+        return "passed", f"{len(cases)} cases on {result['device']}", result
+
+    # pytest stages -------------------------------------------------------------------------------
+    def pytest(self, name, files, deadline, marker="cuda", extra=()):
+        """One pytest process; counts from its junit (or its -v lines when killed)."""
+        log = self.live(name)
+        junit = os.path.join(self.logs, f"junit_{name}.xml")
+        cmd = [self.py, "-m", "pytest", *files, "-v", "-rA", "--tb=short", "-p", "no:cacheprovider",
+               "-o", "faulthandler_timeout=60", f"--junitxml={junit}", *extra]
+        if marker:
+            cmd += ["-m", marker]
+        p = Proc(cmd, log, self.pyenv())
+        p.wait(deadline)
+        text = p.text()
+        self.settle(p)
+        counts, failed = junit_counts(junit)
+        if counts is None:
+            counts, failed = verbose_counts(text)
+        measured = [m.group(0).strip()[:200] for m in re.finditer(r"^.*rel err.*$", text, re.M)]
+        return p, counts, failed, measured
+
+    @staticmethod
+    def tests_status(counts, timed_out, rc):
+        if counts["failed"] or counts["errors"]:
+            return "failed"
+        if timed_out:
+            return "timed out"
+        if rc not in (0, 5):
+            return "failed"
+        if counts["passed"] == 0:
+            return "skipped"
+        return "passed"
+
+    def stage_model_tests(self, deadline):
+        p, counts, failed, measured = self.pytest("model_tests", [os.path.join(ROOT, "tests", "test_model_cuda.py")], deadline)
+        status = self.tests_status(counts, p.timed_out, p.rc)
+        note = f"{counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors, {counts['skipped']} skipped"
+        if status == "skipped":
+            note += " (no test ran: no GPU visible to PyTorch)"
+        return status, note, {"counts": counts, "failed_tests": failed, "measured_errors": measured, "rc": p.rc}
+
+    def stage_op_tests(self, deadline):
+        files = [(f, "cuda") for f in OP_TEST_FILES] + [("fuzz", None)]  # fuzz: CPU and CUDA both, unmarked
+        total, failed_all, per_file, statuses = dict.fromkeys(("passed", "failed", "skipped", "errors"), 0), [], {}, []
+        for i, (f, marker) in enumerate(files):
+            left = deadline - time.time()
+            if left < 10:
+                per_file[f] = "skipped: stage time used up"
+                statuses.append("timed out")
+                continue
+            share = max(30.0, 2 * left / (len(files) - i))  # a hung file cannot starve the rest
+            p, counts, failed, _ = self.pytest(f"op_tests_{f}", [os.path.join(ROOT, "tests", f"test_{f}.py")],
+                                               min(deadline, time.time() + share), marker, ("--maxfail=25",))
+            for k in total:
+                total[k] += counts[k]
+            failed_all += failed
+            statuses.append(self.tests_status(counts, p.timed_out, p.rc))
+            per_file[f] = f"{statuses[-1]}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        status = next((s for s in ("failed", "timed out", "passed") if s in statuses), "skipped")
+        note = f"{total['passed']} passed, {total['failed']} failed, {total['errors']} errors, {total['skipped']} skipped"
+        return status, note, {"counts": total, "failed_tests": failed_all, "files": per_file}
+
+    def stage_all_tests(self, deadline):
+        p, counts, failed, measured = self.pytest("all_tests", [os.path.join(ROOT, "tests")], deadline, marker=None)
+        status = self.tests_status(counts, p.timed_out, p.rc)
+        return status, f"{counts['passed']} passed, {counts['failed']} failed", {
+            "counts": counts, "failed_tests": failed, "measured_errors": measured, "rc": p.rc}
+
+    # sanitizer -----------------------------------------------------------------------------------
+    def stage_sanitizer(self, deadline):
+        if shutil.which("compute-sanitizer") is None:
+            return "skipped", "compute-sanitizer not on PATH", {}
+        tools = [t for t in self.args.sanitizers.split(",") if t]
+        main = tools[:2]
+        if self.args.quick and deadline - time.time() < 150 + 120:
+            tools = main  # initcheck / synccheck only when the budget leaves room for them
+        script = os.path.join(HERE, "sanitize_forward.py")
+        procs = {}
+        for tool in tools:
+            cmd = ["compute-sanitizer", "--tool", tool, "--error-exitcode", "3", "--print-limit", "20",
+                   self.py, script, "--size", self.args.sanitizer_size]
+            procs[tool] = Proc(cmd, self.live(f"sanitizer_{tool}"), self.pyenv())
+        res, statuses = {}, []
+        for tool, p in procs.items():
+            p.wait(deadline)
+            text = p.text()
+            self.settle(p)
+            summary = re.search(r"ERROR SUMMARY: (\d+) error", text)
+            if p.timed_out:
+                res[tool] = f"timed out after {p.seconds:.0f} s"
+                s = "timed out"
+            elif p.rc == 0 and "sanitize_forward: done" in text:
+                res[tool], s = "clean", "passed"
             else:
-                counts["passed"] += 1
-    measured = re.findall(r"rel err[^\n]*", out)
-    return {"tests": counts, "tests_failed": failures[:50], "tests_rc": rc, "tests_seconds": round(dt, 1),
-            "tests_measured_errors": measured[:100]}
+                first = next((ln.strip() for ln in text.splitlines() if ln.startswith("=========") and
+                              "ERROR SUMMARY" not in ln and ln.strip("= \n")), None)
+                res[tool], s = (first or f"rc={p.rc}: {first_line(text)}")[:400], "failed"
+            if summary:
+                res[tool + "_errors"] = int(summary.group(1))
+            res[tool + "_seconds"] = p.seconds
+            if tool in main:
+                statuses.append(s)
+        status = next((s for s in ("failed", "timed out") if s in statuses), "passed")
+        note = ", ".join(f"{t}: {res[t]}" for t in procs)
+        return status, note[:400], {"tools": res}
+
+    # benchmarks ----------------------------------------------------------------------------------
+    def bench_rows(self, name, deadline, configs, candidates, repeats, warmup, device):
+        """benchmarks/bench_worker.py, one process per config with every candidate (interleaved). If it
+        dies (a sticky CUDA error), fresh ``--each`` processes redo the candidates without a row, one
+        call each, and one that dies again is recorded as failed and left out of the next process."""
+        rows, failures, timed_out = [], [], False
+        for b, h, w in configs:
+            todo = list(candidates)
+            for attempt in range(len(candidates) + 1):
+                if not todo:
+                    break
+                if deadline - time.time() < 10:
+                    timed_out = True
+                    break
+                tag = f"{name}_b{b}_{h}x{w}_{attempt}"
+                jsonl = os.path.join(self.logs, tag + ".jsonl")
+                log = self.live(tag)
+                cmd = [self.py, os.path.join(HERE, "bench_worker.py"), "--batch", str(b), "--size", f"{h}x{w}",
+                       "--device", device, "--repeats", str(repeats), "--warmup", str(warmup),
+                       "--candidates", ",".join(todo), "--jsonl", jsonl] + (["--each"] if attempt else [])
+                p = Proc(cmd, log, self.pyenv())
+                p.wait(deadline)
+                self.settle(p)
+                done = []
+                if os.path.exists(jsonl):
+                    with open(jsonl) as f:
+                        done = [json.loads(ln) for ln in f if ln.strip()]
+                for d in done:
+                    (failures if "error" in d else rows).append(d)
+                todo = [c for c in todo if c not in {d["candidate"] for d in done}]
+                if p.timed_out:
+                    timed_out = True
+                    break
+                if p.rc != 0 and attempt and todo and not any("error" in d for d in done):
+                    # an --each process died inside todo[0] without a word: record it, go on without it
+                    failures.append({"candidate": todo[0], "batch": b, "height": h, "width": w,
+                                     "error": f"worker died (rc {p.rc}): {first_line(p.text())}"})
+                    todo = todo[1:]
+        status = "failed" if failures else ("timed out" if timed_out else "passed")
+        note = f"{len(rows)} rows" + (f", {len(failures)} failed: " + "; ".join(
+            f"{f['candidate']} b{f['batch']}: {f['error'][:120]}" for f in failures) if failures else "")
+        return status, note[:600], {"rows": rows + failures}
+
+    def stage_bench(self, deadline):
+        if not self.has_gpu:
+            return self.bench_rows("bench", deadline, [(1, 64, 64)], ["reference:fp32", "fastflow:fp32"], 2, 1, "cpu")
+        configs = [(1, 448, 1024), (16, 448, 1024)]
+        if not self.args.quick:
+            configs += [(1, 384, 512), (16, 384, 512)]
+        cands = ["reference:tf32", "reference:fp32", "eager_fp16_cl:fp16",
+                 "fastflow:fp16", "fastflow:bf16", "fastflow:tf32", "fastflow:fp32"]
+        return self.bench_rows("bench", deadline, configs, cands, self.args.repeats, 5, "cuda")
+
+    def stage_compile(self, deadline):
+        return self.bench_rows("compile", deadline, [(1, 448, 1024)], ["torch_compile:fp16"], self.args.repeats, 5, "cuda")
+
+    def stage_layers(self, deadline):
+        rows, notes, status = [], [], "passed"
+        precisions = ["fp16"] + ([] if self.args.quick else ["tf32"])
+        for prec in precisions:
+            path = os.path.join(self.logs, f"layers_{prec}.json")
+            log = self.live(f"layers_{prec}")
+            p = Proc([self.py, os.path.join(HERE, "bench_conv_layers.py"), "--precision", prec, "--batch", "1",
+                      "--height", "448", "--width", "1024", "--json", path], log, self.pyenv())
+            p.wait(deadline)
+            text = p.text()
+            self.settle(p)
+            if p.rc != 0 or not os.path.exists(path):
+                status = "timed out" if p.timed_out else "failed"
+                notes.append(f"{prec}: rc {p.rc}: {first_line(text)}")
+                rows.append({"precision": prec, "error": first_line(text, 400)})
+                break
+            with open(path) as f:
+                for r in json.load(f)["layers"]:
+                    r["fastflow_pct_of_peak"] = 100.0 * r["fastflow_tflops"] / PEAK_TFLOPS[prec]
+                    r.setdefault("precision", prec)
+                    rows.append(r)
+        return status, "; ".join(notes) or f"{len(rows)} layer rows", {"rows": rows}
 
 
-def stage_sanitizer(outdir, timeout, tools):
-    res = {}
-    script = os.path.join(HERE, "sanitize_forward.py")
-    for tool in tools:
-        rc, out, dt = sh(["compute-sanitizer", "--tool", tool, "--error-exitcode", "3", "--print-limit", "20",
-                          sys.executable, script], timeout)
-        with open(os.path.join(outdir, f"sanitizer_{tool}.log"), "w") as f:
-            f.write(out)
-        summary = re.search(r"ERROR SUMMARY: (\d+) error", out)
-        if rc == 0 and "sanitize_forward: done" in out:
-            res[tool] = "clean"
-        else:
-            first = next((ln.strip() for ln in out.splitlines() if "=========" in ln and ("Invalid" in ln or "Race" in ln
-                          or "Uninitialized" in ln or "error" in ln.lower())), None)
-            res[tool] = first or (f"rc={rc}: " + " | ".join(out.strip().splitlines()[-3:]))[:400]
-        if summary:
-            res[tool + "_errors"] = int(summary.group(1))
-        res[tool + "_seconds"] = round(dt, 1)
-    return {"sanitizer": res}
-
-
-def stage_sanitize_tests(outdir, timeout, tools, tests):
-    """compute-sanitizer over the CUDA op tests themselves (slow: small shapes only by default)."""
-    res = {}
-    for tool in tools:
-        rc, out, dt = sh(["compute-sanitizer", "--tool", tool, "--error-exitcode", "3", "--print-limit", "20",
-                          sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], timeout, cwd=ROOT)
-        with open(os.path.join(outdir, f"sanitizer_tests_{tool}.log"), "w") as f:
-            f.write(out)
-        passed = re.search(r"(\d+) passed", out)
-        if rc == 0:
-            res[tool] = "clean"
-        else:
-            first = next((ln.strip() for ln in out.splitlines() if ln.startswith("=========") and "ERROR SUMMARY" not in ln), None)
-            res[tool] = (first or " | ".join(out.strip().splitlines()[-3:]))[:400]
-        res[tool + "_tests_passed"] = int(passed.group(1)) if passed else 0
-        res[tool + "_seconds"] = round(dt, 1)
-    return {"sanitizer_op_tests": res}
-
-
-def stage_bench(outdir, configs, include_compile, repeats):
-    import torch
-
-    from fastflow.bench import rows_to_dicts, run_model_bench
-
-    rows = []
-    for (b, h, w) in configs:
-        comp = include_compile and b == 1
-        print(f"bench: batch {b} {h}x{w} (torch.compile: {comp})", flush=True)
-        rs = run_model_bench(h, w, b, "cuda", warmup=5, repeats=repeats, include_compile=comp,
-                             log=lambda s: print("  " + s, flush=True))
-        rows += rows_to_dicts(rs)
-        torch.cuda.empty_cache()
-    # ratios the performance issue asks for, computed in this run
-    return {"bench": rows}
-
-
-# Dense tensor-core / FMA peaks of an H100 SXM (TFLOP/s), for "% of peak" in the per-layer table.
+# Dense tensor-core / FMA peaks of an H200 / H100 SXM (TFLOP/s), for "% of peak" in the per-layer table.
 PEAK_TFLOPS = {"fp16": 989.0, "bf16": 989.0, "tf32": 494.0, "fp32": 67.0}
 
 
-def stage_layers(outdir, precisions=("fp16", "tf32"), size=(448, 1024), batch=1):
-    """Per-layer table (benchmarks/bench_conv_layers.py): fastflow vs cuDNN, ms, TFLOP/s, % of peak."""
-    rows = []
-    for prec in precisions:
-        path = os.path.join(outdir, f"layers_{prec}.json")
-        rc, out, _ = sh([sys.executable, os.path.join(HERE, "bench_conv_layers.py"), "--precision", prec,
-                         "--batch", str(batch), "--height", str(size[0]), "--width", str(size[1]), "--json", path], 600)
-        with open(os.path.join(outdir, f"layers_{prec}.log"), "w") as f:
-            f.write(out)
-        if rc != 0 or not os.path.exists(path):
-            rows.append({"precision": prec, "error": " | ".join(out.strip().splitlines()[-3:])[:400]})
-            continue
-        with open(path) as f:
-            for r in json.load(f)["layers"]:
-                r["fastflow_pct_of_peak"] = 100.0 * r["fastflow_tflops"] / PEAK_TFLOPS[prec]
-                rows.append(r)
-    return {"layers": rows}
-
-
-def targets(rows):
-    """The performance issue's targets, evaluated on this run's rows (None where a row is missing)."""
-    def ms(impl, prec, b, h=448, w=1024):
-        for r in rows:
-            if (r["impl"], r["precision"], r["batch"], r["height"], r["width"]) == (impl, prec, b, h, w):
-                return r
-        return None
-
-    f16, comp = ms("fastflow", "fp16", 1), ms("torch_compile", "fp16", 1)
-    f16b16 = ms("fastflow", "fp16", 16)
-    tf, ref_tf = ms("fastflow", "tf32", 1), ms("reference", "tf32", 1)
-    f32, ref_32 = ms("fastflow", "fp32", 1), ms("reference", "fp32", 1)
-    out = {
-        "fp16_b1_448x1024_ms": f16 and f16["median_ms"], "target_fp16_b1_ms": 0.25,
-        "fp16_b1_vs_torch_compile": f16 and comp and comp["median_ms"] / f16["median_ms"], "target_vs_compile": 3.0,
-        "fp16_b16_pairs_per_s": f16b16 and f16b16["pairs_per_s"], "target_b16_pairs_per_s": 6000,
-        "tf32_vs_reference_defaults": tf and ref_tf and ref_tf["median_ms"] / tf["median_ms"], "target_tf32": 1.5,
-        "fp32_vs_reference_tf32_off": f32 and ref_32 and ref_32["median_ms"] / f32["median_ms"], "target_fp32": 1.0,
-        "fp16_b1_peak_mem_mb": f16 and f16["peak_mem_mb"], "target_peak_mem_mb": 200,
-    }
-    return out
-
-
-def env_info():
-    import torch
-
-    import fastflow
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    info = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda, "build_info": fastflow.build_info()}
-    rc, out, _ = sh(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], 30)
-    info["driver"] = out.strip().splitlines()[0] if rc == 0 and out.strip() else "unknown"
-    commit = os.environ.get("FASTFLOW_COMMIT")
-    if not commit:
-        rc, out, _ = sh(["git", "rev-parse", "HEAD"], 30, cwd=ROOT)
-        commit = out.strip() if rc == 0 else "unknown"
-    info["commit"] = commit
-    info["csrc_tree"] = tree_hash(os.path.join(ROOT, "csrc"))
-    return info
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True, help="where the record and suite_logs.tar.gz go")
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="gpu_suite.sh", description=__doc__.splitlines()[0])
+    ap.add_argument("outdir", nargs="?", default=os.environ.get("OUT") or os.path.join(ROOT, "benchmarks", "results"),
+                    help="where the record, suite_logs.tar.gz and running stages' logs go (default: $OUT, else benchmarks/results)")
+    ap.add_argument("--quick", action="store_true", help="the stages for one 15-minute GPU window")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds for the whole suite, stages' timeouts carved from it (default 540 with --quick, else 3600)")
+    ap.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(ALL)}, run in that order")
+    ap.add_argument("--compile", action="store_true", help="add the torch.compile max-autotune stage (never in --quick)")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="cpu: the dry run even with a GPU; cuda: run the GPU stages even when none is found "
+                         "(to test the suite's plumbing; they fail where they need the GPU)")
     ap.add_argument("--work", default=os.environ.get("FASTFLOW_SUITE_WORK", "/tmp/fastflow_suite"),
-                    help="logs and per-stage parts (kept between calls while the machine stays up)")
-    ap.add_argument("--stages", default="tests,sanitizer,bench,layers")
-    ap.add_argument("--sanitizers", default="memcheck,racecheck,initcheck,synccheck")
-    ap.add_argument("--compile", action="store_true", help="include torch.compile max-autotune at batch 1")
-    ap.add_argument("--repeats", type=int, default=50)
-    ap.add_argument("--configs", default="1x448x1024,16x448x1024,1x384x512,16x384x512")
-    ap.add_argument("--test-timeout", type=int, default=400)
-    ap.add_argument("--sanitize-tests", default="tests/test_cuda_io_ops.py,tests/test_flow_head.py,tests/test_conv_lrelu.py,"
-                    "tests/test_deconv_lrelu.py", help="op test files the sanitize_tests stage runs (-k 'cuda and not 448')")
-    ap.add_argument("--sanitizer-timeout", type=int, default=240)
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    os.makedirs(args.work, exist_ok=True)
-    out_dir, args.out = args.out, args.work  # stages write into the work folder
-    stages = [s for s in args.stages.split(",") if s]
-    if "tests" in stages:
-        print(json.dumps(part(args.out, "tests", stage_tests(args.out, args.test_timeout))["tests"]), flush=True)
-    if "sanitizer" in stages:
-        print(json.dumps(part(args.out, "sanitizer", stage_sanitizer(args.out, args.sanitizer_timeout, args.sanitizers.split(",")))), flush=True)
-    if "sanitize_tests" in stages:
-        tests = [t for t in args.sanitize_tests.split(",") if t] + ["-k", "cuda and not 448 and not 1024"]
-        part(args.out, "sanitize_tests", stage_sanitize_tests(args.out, 4 * args.sanitizer_timeout, args.sanitizers.split(","), tests))
-    if "bench" in stages:
-        configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
-        part(args.out, "bench", stage_bench(args.out, configs, args.compile, args.repeats))
-    if "layers" in stages:
-        part(args.out, "layers", stage_layers(args.out))
-    record = env_info()
-    for name in ("tests", "sanitizer", "sanitize_tests", "bench", "layers"):
-        p = part(args.out, name)
-        if p:
-            record.update(p)
-    record.setdefault("tests", {"passed": 0, "failed": 0, "skipped": 0})
-    if record.get("bench"):
-        record["targets"] = targets(record["bench"])
-    record["date"] = datetime.date.today().isoformat()
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", record["gpu"]).strip("-")
-    name = f"{record['date']}-{gpu}-{record['commit'][:8]}.json"
-    # Few files come back from a device run: the record plus one archive of every log.
-    with open(os.path.join(out_dir, name), "w") as f:
-        json.dump(record, f, indent=1)
-    with tarfile.open(os.path.join(out_dir, "suite_logs.tar.gz"), "w:gz") as tar:
-        tar.add(args.work, arcname="suite_logs")
-    print(f"record: {os.path.join(out_dir, name)}")
-    if "bench" in record:
-        from fastflow.bench import BenchRow, format_table
+                    help="logs (a folder per run) and the build stamp")
+    ap.add_argument("--sanitizers", default="memcheck,racecheck,initcheck,synccheck",
+                    help="compute-sanitizer tools; the first two always run, the others beside them when the budget allows")
+    ap.add_argument("--sanitizer-size", default="64x128", help="HxW of the sanitized forward")
+    ap.add_argument("--repeats", type=int, default=30)
+    args = ap.parse_args(argv)
+    if args.outdir.startswith("-"):
+        ap.error(f"OUTDIR {args.outdir!r} looks like an option")
+    if args.budget is None:
+        args.budget = 540.0 if args.quick else 3600.0
+    if args.budget < 30:
+        ap.error("--budget must be at least 30 seconds")
+    if args.stages is not None:
+        stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+        unknown = [s for s in stages if s not in ALL]
+        if unknown:
+            ap.error(f"unknown stage(s) {','.join(unknown)}; stages: {','.join(ALL)}")
+        if args.quick and "compile" in stages:
+            ap.error("the compile stage is never part of --quick")
+    else:
+        stages = list(QUICK if args.quick else FULL)
+        if args.compile:
+            if args.quick:
+                ap.error("--compile is a separate stage, never part of --quick")
+            stages.append("compile")
+    args.stage_list = stages
+    return args
 
-        print(format_table([BenchRow(**r) for r in record["bench"]]))
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return Suite(args).run()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

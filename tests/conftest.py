@@ -1,9 +1,31 @@
 """Shared test helpers: real-photo image pairs, relative errors, CUDA skips."""
+import re
+
 import numpy as np
 import pytest
 import torch
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to PyTorch)")
+
+
+def _needs_cuda(item) -> bool:
+    """A test that runs only on a GPU: it carries a skip-without-GPU condition (this file's
+    ``requires_cuda`` or a module's own, reason "... CUDA GPU ..." / "GPU only"), or is
+    parametrized with device "cuda"."""
+    for mark in item.iter_markers("skipif"):
+        if re.search(r"\bGPU\b", str(mark.kwargs.get("reason", ""))):
+            return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(str(v) == "cuda" for k, v in params.items() if k == "device")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Every CUDA test carries the ``cuda`` marker, so ``pytest -m cuda`` selects exactly them
+    (before ``-m`` deselects anything: tryfirst)."""
+    for item in items:
+        if _needs_cuda(item):
+            item.add_marker(pytest.mark.cuda)
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -1,11 +1,20 @@
-"""The GPU suite's record tools (run on the CPU): targets from bench rows, merging split records."""
+"""The GPU suite's runner and record tools, on the CPU: argument parsing, the dry run's record, stage
+timeouts, a suite killed mid-stage, junit/-v parsing, merging split records, targets from bench rows,
+the smoke and bench workers' CPU code paths."""
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
 pytestmark = pytest.mark.skipif(not (BENCH / "suite.py").exists(), reason="needs the source tree")
+STATUSES = {"passed", "failed", "timed out", "skipped"}
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +31,23 @@ def _row(impl, prec, batch, ms, mem=100.0, h=448, w=1024):
             "pairs_per_s": batch * 1e3 / ms, "peak_mem_mb": mem}
 
 
+def _record(out):
+    files = [f for f in os.listdir(out) if f.endswith(".json")]
+    assert len(files) == 1, files
+    with open(os.path.join(out, files[0])) as f:
+        return json.load(f)
+
+
+def _fake_sanitizer(tmp_path, body):
+    """A `compute-sanitizer` on PATH that runs ``body`` (bash) with the tool name in $2."""
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    f = d / "compute-sanitizer"
+    f.write_text("#!/usr/bin/env bash\n" + body + "\n")
+    f.chmod(0o755)
+    return str(d)
+
+
 def test_targets(tools):
     suite, _ = tools
     rows = [_row("fastflow", "fp16", 1, 0.2, 150), _row("torch_compile", "fp16", 1, 0.8), _row("fastflow", "fp16", 16, 2.0),
@@ -35,15 +61,232 @@ def test_targets(tools):
     assert suite.targets([])["fp16_b1_vs_torch_compile"] is None
 
 
-def test_merge(tools):
+def _stage(status, **result):
+    return {"status": status, "result": result}
+
+
+def test_merge_split_records(tools):
     _, merge_records = tools
-    a = {"gpu": "H100", "csrc_tree": "abc", "commit": "1234", "date": "d", "tests": {"passed": 9, "failed": 0, "skipped": 1},
-         "sanitizer": {"memcheck": "clean"}}
-    b = {"gpu": "H100", "csrc_tree": "abc", "commit": "1234", "date": "d", "tests": {"passed": 0, "failed": 0, "skipped": 0},
-         "bench": [1], "layers": [2]}
+    base = {"gpu": "NVIDIA H200", "csrc_tree": "abc", "commit": "1234", "date": "d"}
+    a = dict(base, stages={
+        "build": _stage("passed"), "model_tests": _stage("passed", counts={"passed": 9, "failed": 0, "skipped": 1, "errors": 0}),
+        "sanitizer": _stage("passed", tools={"memcheck": "clean"}), "bench": {"status": "running"},
+        "op_tests": _stage("timed out", counts={"passed": 4, "failed": 1, "skipped": 0, "errors": 0}, failed_tests=["t::x"])})
+    b = dict(base, stages={
+        "build": _stage("passed", rebuilt=False), "model_tests": {"status": "skipped"}, "sanitizer": {"status": "pending"},
+        "bench": _stage("passed", rows=[_row("fastflow", "fp16", 1, 0.5)]), "layers": _stage("passed", rows=[{"layer": "conv1"}])})
     m = merge_records.merge([a, b])
-    assert m["tests"]["passed"] == 9 and m["sanitizer"] == {"memcheck": "clean"} and m["bench"] == [1] and m["layers"] == [2]
+    st = m["stages"]
+    assert st["model_tests"]["status"] == "passed" and st["sanitizer"]["status"] == "passed"
+    assert st["bench"]["status"] == "passed" and st["build"]["result"] == {"rebuilt": False}  # later wins among equals
+    assert m["tests"] == {"passed": 13, "failed": 1, "skipped": 1, "errors": 0} and m["tests_failed"] == ["t::x"]
+    assert m["sanitizer"] == {"memcheck": "clean"} and m["layers"] == [{"layer": "conv1"}]
+    assert m["bench"][0]["median_ms"] == 0.5 and m["targets"]["fp16_b1_448x1024_ms"] == 0.5
+    assert len(m["merged_from"]) == 2
     with pytest.raises(SystemExit, match="different csrc trees"):
         merge_records.merge([a, dict(b, csrc_tree="other")])
     with pytest.raises(SystemExit, match="different GPUs"):
-        merge_records.merge([a, dict(b, gpu="H200")])
+        merge_records.merge([a, dict(b, gpu="H100")])
+
+
+def test_merge_cli(tmp_path):
+    rec = {"gpu": "G", "csrc_tree": "t", "commit": "c", "date": "d", "stages": {"smoke": _stage("passed", passed=3, failed=0)}}
+    (tmp_path / "a.json").write_text(json.dumps(rec))
+    (tmp_path / "bad.json").write_text("{not json")
+    r = subprocess.run([sys.executable, str(BENCH / "merge_records.py"), str(tmp_path / "a.json"), "-o", str(tmp_path / "m.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["smoke"] == {"passed": 3, "failed": 0}
+    r = subprocess.run([sys.executable, str(BENCH / "merge_records.py"), str(tmp_path / "bad.json")], capture_output=True, text=True)
+    assert r.returncode == 1 and "cannot read" in r.stderr and "bad.json" in r.stderr
+
+
+def test_arguments(tools, monkeypatch):
+    suite, _ = tools
+    monkeypatch.delenv("OUT", raising=False)
+    a = suite.parse_args(["--stages", "smoke,bench", "--budget", "100"])
+    assert a.outdir == str(ROOT / "benchmarks" / "results") and a.stage_list == ["smoke", "bench"] and a.budget == 100
+    a = suite.parse_args(["/tmp/x", "--quick"])
+    assert a.outdir == "/tmp/x" and a.stage_list == list(suite.QUICK) and a.budget == 540 and "compile" not in a.stage_list
+    a = suite.parse_args(["--compile", "o"])
+    assert a.outdir == "o" and a.stage_list[-1] == "compile"
+    monkeypatch.setenv("OUT", "/tmp/device_out")
+    assert suite.parse_args([]).outdir == "/tmp/device_out"
+    for bad in (["--quick", "--compile"], ["--stages", "smoke,nope"], ["--quick", "--stages", "compile"], ["--budget", "5"]):
+        with pytest.raises(SystemExit) as e:
+            suite.parse_args(bad)
+        assert e.value.code == 2
+
+
+def test_gpu_suite_sh_does_not_take_an_option_for_outdir(tmp_path):
+    """`gpu_suite.sh --stages x` is an error about the stage, not a folder named --stages."""
+    r = subprocess.run(["bash", str(BENCH / "gpu_suite.sh"), "--stages", "x"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "unknown stage(s) x" in r.stderr
+    assert not (tmp_path / "--stages").exists() and not (ROOT / "--stages").exists()
+
+
+def test_junit_and_verbose_counts(tools, tmp_path):
+    suite, _ = tools
+    (tmp_path / "j.xml").write_text(
+        '<testsuites><testsuite><testcase classname="a" name="t1"/><testcase classname="a" name="t2"><failure/></testcase>'
+        '<testcase classname="a" name="t3"><skipped/></testcase><testcase classname="b" name="t4"><error/></testcase>'
+        '</testsuite></testsuites>')
+    counts, failed = suite.junit_counts(str(tmp_path / "j.xml"))
+    assert counts == {"passed": 1, "failed": 1, "skipped": 1, "errors": 1} and failed == ["a::t2", "b::t4"]
+    assert suite.junit_counts(str(tmp_path / "missing.xml")) == (None, [])
+    (tmp_path / "cut.xml").write_text("<testsuites><testsuite><testcase")
+    assert suite.junit_counts(str(tmp_path / "cut.xml")) == (None, [])
+    text = ("tests/t.py::test_a[fp16-(1, 3, 5)] PASSED    [ 10%]\ntests/t.py::test_b FAILED  [ 20%]\n"
+            "tests/t.py::test_c SKIPPED (needs a CUDA GPU)  [ 30%]\n")
+    counts, failed = suite.verbose_counts(text)
+    assert counts == {"passed": 1, "failed": 1, "skipped": 1, "errors": 0} and failed == ["tests/t.py::test_b"]
+
+
+def test_dry_run_tiny_budget(tmp_path):
+    """No GPU, a budget too small for any stage: every stage recorded as skipped, exit 0, one record
+    for the current csrc tree, the log archive beside it."""
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", str(BENCH / "gpu_suite.sh"), str(out), "--quick", "--budget", "30", "--device", "cpu",
+                        "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = _record(out)
+    sys.path.insert(0, str(BENCH))
+    from treehash import tree_hash
+
+    assert rec["gpu"] == "no GPU" and rec["suite"]["dry_run"] and rec["csrc_tree"] == tree_hash(str(ROOT / "csrc"))
+    assert list(rec["stages"]) == ["build", "smoke", "model_tests", "sanitizer", "op_tests", "bench", "layers"]
+    assert all(e["status"] == "skipped" and e["note"] for e in rec["stages"].values())
+    assert rec["stages"]["build"]["note"] == "no GPU" and rec["stages"]["smoke"]["note"].startswith("budget")
+    assert rec["tests"] == {"passed": 0, "failed": 0, "skipped": 0, "errors": 0} and rec["suite"]["finished"]
+    assert set(os.listdir(out)) == {f"{rec['date']}-no-GPU-{rec['commit'][:8]}.json", "suite_logs.tar.gz"}
+    assert "record: " in r.stdout
+
+
+def test_stage_timeout_recorded(tools, tmp_path, monkeypatch):
+    """A sanitizer tool that hangs is killed at the stage deadline and recorded as timed out; the other
+    tool's result stays; the record parses."""
+    suite, _ = tools
+    path = _fake_sanitizer(tmp_path, 'if [ "$2" = racecheck ]; then sleep 300; fi\n'
+                                     'echo "sanitize_forward: done"; echo "========= ERROR SUMMARY: 0 errors"')
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    monkeypatch.setitem(suite.LIMITS, "sanitizer", (3, 1))
+    out = tmp_path / "out"
+    args = suite.parse_args([str(out), "--stages", "sanitizer", "--device", "cuda", "--budget", "60",
+                             "--sanitizers", "memcheck,racecheck", "--work", str(tmp_path / "work")])
+    rc = suite.Suite(args).run()
+    rec = _record(out)
+    st = rec["stages"]["sanitizer"]
+    assert rc == 1 and st["status"] == "timed out" and st["timeout_s"] == 3
+    assert rec["sanitizer"]["memcheck"] == "clean" and rec["sanitizer"]["memcheck_errors"] == 0
+    assert rec["sanitizer"]["racecheck"].startswith("timed out")
+    assert not [f for f in os.listdir(out) if f.endswith(".log")]  # finished stages' logs moved into the archive
+
+
+def test_sanitizer_error_is_reported(tools, tmp_path, monkeypatch):
+    suite, _ = tools
+    path = _fake_sanitizer(tmp_path, 'echo "========= Invalid __global__ read of size 4 bytes"\n'
+                                     'echo "=========     at conv_kernel"; echo "========= ERROR SUMMARY: 2 errors"; exit 3')
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    out = tmp_path / "out"
+    args = suite.parse_args([str(out), "--stages", "sanitizer", "--device", "cuda", "--budget", "120",
+                             "--sanitizers", "memcheck", "--work", str(tmp_path / "work")])
+    assert suite.Suite(args).run() == 1
+    rec = _record(out)
+    assert rec["stages"]["sanitizer"]["status"] == "failed"
+    assert rec["sanitizer"]["memcheck"] == "========= Invalid __global__ read of size 4 bytes"
+    assert rec["sanitizer"]["memcheck_errors"] == 2
+
+
+def test_killed_suite_leaves_a_usable_record(tmp_path):
+    """The whole call killed in the middle of a stage: the record parses and names the stage that was
+    running; that stage's live log is in OUTDIR."""
+    path = _fake_sanitizer(tmp_path, "echo started; sleep 300")
+    out = tmp_path / "out"
+    env = dict(os.environ, PATH=path + os.pathsep + os.environ["PATH"])
+    p = subprocess.Popen(["bash", str(BENCH / "gpu_suite.sh"), str(out), "--stages", "sanitizer,bench", "--device", "cuda",
+                          "--budget", "300", "--sanitizers", "memcheck", "--work", str(tmp_path / "work")],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(600):  # wait (at most ~60 s) until the sanitizer stage is under way
+            recs = [f for f in os.listdir(out) if f.endswith(".json")] if out.exists() else []
+            if recs and (out / "sanitizer_memcheck.log").exists():
+                if json.loads((out / recs[0]).read_text())["stages"]["sanitizer"]["status"] == "running":
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the suite never reached its sanitizer stage")
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    rec = _record(out)
+    assert rec["stages"]["sanitizer"]["status"] == "running" and rec["stages"]["bench"]["status"] == "pending"
+    assert "compute-sanitizer --tool memcheck" in (out / "sanitizer_memcheck.log").read_text()
+
+
+def test_smoke_cpu_paths(tmp_path):
+    """smoke_cuda.py's op cases through the CPU versions of the ops: one line per case, all ok."""
+    r = subprocess.run([sys.executable, str(BENCH / "smoke_cuda.py"), "--device", "cpu", "--tiny", "--only", "io,flow_head"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cases = [ln for ln in r.stdout.splitlines() if ln.startswith("CASE ")]
+    assert len(cases) == 3 * 3 + 2 + 15 and all(": ok " in c for c in cases)
+    assert "CASE flow_head predict_flow2 bf16: ok" in r.stdout
+    r = subprocess.run([sys.executable, str(BENCH / "smoke_cuda.py"), "--only", "io,bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown group(s) bogus" in r.stderr
+
+
+def test_smoke_case_failure_is_one_line(capsys):
+    sys.path.insert(0, str(BENCH))
+    import smoke_cuda
+
+    s = smoke_cuda.Smoke()
+    s.case("bad bound", lambda: (1e-2, 1e-3))
+    s.case("nan", lambda: (float("nan"), 1.0))
+    s.case("raises", lambda: 1 / 0)
+    s.case("fine", lambda: (1e-7, 1e-6))
+    lines = capsys.readouterr().out.splitlines()
+    assert s.failed == 3 and s.cases == 4
+    assert lines[0].startswith("CASE bad bound: FAIL AssertionError: rel err 1.000e-02 > bound")
+    assert lines[1].startswith("CASE nan: FAIL") and lines[2].startswith("CASE raises: FAIL ZeroDivisionError")
+    assert lines[3] == "CASE fine: ok 1.000e-07 (bound 1.0e-06)"
+
+
+def test_bench_worker_cpu(tmp_path):
+    """One row per candidate in JSON lines; a candidate the device does not have gets an error line."""
+    jsonl = tmp_path / "rows.jsonl"
+    r = subprocess.run([sys.executable, str(BENCH / "bench_worker.py"), "--batch", "1", "--size", "64x64", "--device", "cpu",
+                        "--repeats", "1", "--warmup", "1", "--candidates", "fastflow:fp32,nosuch:fp32", "--jsonl", str(jsonl)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [json.loads(ln) for ln in jsonl.read_text().splitlines()]
+    assert [d["candidate"] for d in rows] == ["fastflow:fp32", "nosuch:fp32"]
+    assert rows[0]["median_ms"] > 0 and rows[0]["rel_diff"] < 1e-5 and (rows[0]["height"], rows[0]["width"]) == (64, 64)
+    assert "error" in rows[1] and "median_ms" not in rows[1]
+    r = subprocess.run([sys.executable, str(BENCH / "bench_worker.py"), "--batch", "1", "--size", "64by64", "--candidates",
+                        "a:b", "--jsonl", str(jsonl)], capture_output=True, text=True)
+    assert r.returncode == 2 and "--size must be HxW" in r.stderr
+
+
+def test_cuda_marker_selects_exactly_the_gpu_tests():
+    """Every test that skips without a GPU carries the `cuda` marker, no other test does, and
+    `pytest -m cuda` selects exactly the marked ones (the marking runs before -m deselects)."""
+    code = (
+        "import json, sys, pytest\n"
+        "class P:\n"
+        "    def pytest_collection_finish(self, session):\n"
+        "        self.items = [(i.nodeid, i.get_closest_marker('cuda') is not None,\n"
+        "                       any('GPU' in str(m.kwargs.get('reason', '')) for m in i.iter_markers('skipif')))\n"
+        "                      for i in session.items]\n"
+        "p, q = P(), P()\n"
+        "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', sys.argv[1]], plugins=[p])\n"
+        "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', '-m', 'cuda', sys.argv[1]], plugins=[q])\n"
+        "print('ITEMS ' + json.dumps(p.items))\n"
+        "print('SELECTED ' + json.dumps([n for n, _, _ in q.items]))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT / "tests")], capture_output=True, text=True, cwd="/tmp", timeout=300)
+    items = json.loads(next(ln for ln in r.stdout.splitlines() if ln.startswith("ITEMS "))[6:])
+    selected = json.loads(next(ln for ln in r.stdout.splitlines() if ln.startswith("SELECTED "))[9:])
+    marked = {n for n, cuda, _ in items if cuda}
+    assert len(items) > 500 and marked and set(selected) == marked  # `-m cuda` sees the marker
+    assert all(cuda == gpu_skip for _, cuda, gpu_skip in items), [n for n, c, g in items if c != g][:5]
+    assert all(n in marked for n, _, _ in items if "test_model_cuda.py::" in n or "[cuda" in n)
+    assert not any("[cpu" in n or "-cpu" in n for n in marked)
