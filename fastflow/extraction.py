@@ -240,6 +240,13 @@ def _is_output_file(fname: str) -> bool:
     return fname.endswith(".jpg") and fname.startswith(("flow_x_", "flow_y_", "img_"))
 
 
+def _count_outputs(outdir: str) -> int:
+    try:
+        return sum(1 for f in os.listdir(outdir) if _is_output_file(f) and TMP_TAG not in f)
+    except OSError:
+        return -1
+
+
 def clear_outputs(outdir: str) -> None:
     """Remove what an interrupted or failed run left in one input's folder (flow files of every
     format, temporaries); the folder itself goes if nothing else is in it."""
@@ -359,6 +366,8 @@ class _Writer(threading.Thread):
                         self._finish(st, item[2], item[3], item[4])
                 except OSError as e:
                     self._fail(st, f"cannot write to {job.outdir}: {e.strerror or e}")
+                except Exception as e:  # noqa: BLE001 - e.g. an encoder refusing the data: this input fails
+                    self._fail(st, f"writing {job.outdir} failed: {_first_line(e)}")
         except BaseException as e:  # noqa: BLE001 - reported to the model thread
             self.error = e
 
@@ -528,9 +537,11 @@ class _Reader(threading.Thread):
 class Engine:
     """One model, run over inputs in order: reader thread -> batched model -> writer thread."""
 
-    def __init__(self, model, opts: Options, batch: int = 8, on_pairs: Optional[Callable[[int], None]] = None):
+    def __init__(self, model, opts: Options, batch: int = 8, on_pairs: Optional[Callable[[int], None]] = None,
+                 on_start: Optional[Callable[[Job, Optional[int]], None]] = None):
         self.model, self.opts, self.batch = model, opts, batch
         self.on_pairs = on_pairs or (lambda n: None)
+        self.on_start = on_start or (lambda job, frames: None)
 
     def run(self, jobs: Sequence[Job], on_result: Callable[[dict], None]) -> None:
         import numpy as np
@@ -594,6 +605,7 @@ class Engine:
                     clear_outputs(job.outdir)
                     os.makedirs(job.outdir, exist_ok=True)
                     writer.put(("start", job, time.perf_counter()))
+                    self.on_start(job, item[2])
                     continue
                 if job != cur:
                     continue  # the rest of an input that already failed
@@ -630,46 +642,64 @@ class Engine:
 
 # ------------------------------------------------------------------------------------- progress
 class _Progress:
-    """One status line on stderr: inputs, pairs, pairs/s (a line per input when not a terminal)."""
+    """A status line on stderr: a bar for the inputs, the current input's pairs, pairs/s overall
+    (when stderr is not a terminal: one line per finished input instead)."""
 
-    def __init__(self, total_inputs: int, total_pairs: Optional[int], enabled: bool, stream=None):
+    def __init__(self, total_inputs: int, step: int, enabled: bool, stream=None):
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.total_inputs, self.total_pairs = total_inputs, total_pairs
+        self.total_inputs, self.step = total_inputs, step
         self.inputs = self.pairs = 0
+        self.current: Optional[str] = None
+        self.current_pairs = 0
+        self.current_total: Optional[int] = None
         self.t0 = time.perf_counter()
         self.last = 0.0
         self.lock = threading.Lock()
 
-    def rate(self) -> float:
-        return self.pairs / max(1e-9, time.perf_counter() - self.t0)
-
     def _line(self) -> str:
-        tp = f"/{self.total_pairs}" if self.total_pairs else ""
-        return (f"inputs {self.inputs}/{self.total_inputs} | pairs {self.pairs}{tp} | "
-                f"{self.rate():.1f} pairs/s")
+        width = 20
+        fill = int(width * self.inputs / max(1, self.total_inputs))
+        rate = self.pairs / max(1e-9, time.perf_counter() - self.t0)
+        cur = ""
+        if self.current is not None:
+            tot = f"/{self.current_total}" if self.current_total else ""
+            cur = f" | {self.current} {self.current_pairs}{tot} pairs"
+        return (f"[{'#' * fill}{'-' * (width - fill)}] {self.inputs}/{self.total_inputs} inputs{cur} | "
+                f"{self.pairs} pairs, {rate:.1f} pairs/s")
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.tty and (force or now - self.last > 0.1):
+            self.last = now
+            self.stream.write("\r" + self._line() + "\x1b[K")
+            self.stream.flush()
+
+    def start_input(self, job: Job, frames: Optional[int]) -> None:
+        with self.lock:
+            self.current, self.current_pairs = job.name, 0
+            self.current_total = frames - self.step if frames and frames > self.step else None
+            self._draw(force=True)
 
     def add_pairs(self, n: int) -> None:
         with self.lock:
             self.pairs += n
-            now = time.perf_counter()
-            if self.tty and now - self.last > 0.1:
-                self.last = now
-                self.stream.write("\r" + self._line() + "\x1b[K")
-                self.stream.flush()
+            self.current_pairs += n
+            self._draw()
 
     def input_done(self, res: dict) -> None:
         with self.lock:
             self.inputs += 1
+            if res["name"] == self.current:
+                self.current = None
             if not self.enabled:
                 return
             what = res["status"] + (f": {res['reason']}" if res.get("reason") else "")
             if self.tty:
                 self.stream.write("\r\x1b[K")
             self.stream.write(f"{res['input']}: {what}\n")
-            if self.tty:
-                self.stream.write(self._line() + "\x1b[K")
+            self._draw(force=True)
             self.stream.flush()
 
     def close(self) -> None:
@@ -756,8 +786,9 @@ def _run_pool(todo, spec, device, precision, opts, batch, workers, progress, res
         except queue.Empty:
             pass
 
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
-                             initargs=(spec, devq, progq, precision, opts, batch, threads)) as ex:
+    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
+                             initargs=(spec, devq, progq, precision, opts, batch, threads))
+    try:
         futs = {ex.submit(_pool_run, job): job for job in todo}
         pending = set(futs)
         while pending:
@@ -773,6 +804,10 @@ def _run_pool(todo, spec, device, precision, opts, batch, workers, progress, res
                 results.append(res)
                 progress.input_done(res)
         drain()
+    except BaseException:  # Ctrl-C: drop the queued inputs instead of running them all first
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    ex.shutdown()
 
 
 # ------------------------------------------------------------------------------------------ ray
@@ -920,8 +955,8 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, format
     todo: List[Job] = []
     for job in jobs:
         rec = _read_record(job.record_path)
-        if rec is None:
-            todo.append(job)
+        if rec is None or rec.get("files") != _count_outputs(job.outdir):
+            todo.append(job)  # unfinished, or files of a finished one were removed since: redo
             continue
         changes = _option_changes(rec.get("options", {}), want)
         if not changes:
@@ -935,7 +970,7 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, format
     use_ray = ray not in (None, False)
     if use_ray:
         _import_ray()
-    prog = _Progress(len(jobs), None, progress)
+    prog = _Progress(len(jobs), step, progress)
     for r in results:
         prog.input_done(r)
     if todo:
@@ -964,7 +999,7 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, format
                     results.append(r)
                     prog.input_done(r)
 
-                Engine(model, opts, batch, on_pairs=prog.add_pairs).run(todo, on_result)
+                Engine(model, opts, batch, on_pairs=prog.add_pairs, on_start=prog.start_input).run(todo, on_result)
         finally:
             prog.close()
     order = {j.name: i for i, j in enumerate(jobs)}
