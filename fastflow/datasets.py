@@ -183,21 +183,31 @@ def _listdir(path: str) -> List[str]:
         raise DatasetError(f"cannot list {path}: {_short_error(e)}") from None
 
 
-def _training_dir(root: str, needed: List[str], dataset: str, example: str) -> str:
-    """``root/training`` or ``root`` itself, whichever holds the ``needed`` subfolders."""
+def _training_dir(root: str, needed: List[str]) -> Optional[str]:
+    """``root/training`` or ``root`` itself, whichever holds the ``needed`` subfolders (or None)."""
     for cand in (os.path.join(root, "training"), root):
         if all(os.path.isdir(os.path.join(cand, n)) for n in needed):
             return cand
-    raise DatasetError(f"{root} does not look like {dataset}: expected {example}")
+    return None
+
+
+def _not_layout(root: str, what: str, *examples) -> DatasetError:
+    paths = " and ".join(os.path.join(root, *parts) for parts in examples)
+    return DatasetError(f"{root} does not look like {what}: expected {paths}")
+
+
+def _optional_dir(path: str, missing_note: str):
+    """(path, []) if the folder exists, else (None, [missing_note])."""
+    return (path, []) if os.path.isdir(path) else (None, [missing_note])
 
 
 def _sintel(root: str, passname: str):
-    train = _training_dir(root, [passname, "flow"], f"MPI-Sintel ({passname} pass)",
-                          f"{os.path.join(root, 'training', passname, '<sequence>', 'frame_0001.png')} and "
-                          f"{os.path.join(root, 'training', 'flow', '<sequence>', 'frame_0001.flo')}")
-    occ_dir = os.path.join(train, "occlusions")
-    has_occ = os.path.isdir(occ_dir)
-    notes = [] if has_occ else [f"no occlusion masks ({occ_dir}): matched/unmatched EPE not computed"]
+    train = _training_dir(root, [passname, "flow"])
+    if train is None:
+        raise _not_layout(root, f"MPI-Sintel ({passname} pass)", ("training", passname, "<sequence>", "frame_0001.png"),
+                          ("training", "flow", "<sequence>", "frame_0001.flo"))
+    occ_dir, notes = _optional_dir(os.path.join(train, "occlusions"),
+                                   f"no {os.path.join(train, 'occlusions')}: matched/unmatched EPE not computed")
     files = []
     for seq in _listdir(os.path.join(train, "flow")):
         seq_dir = os.path.join(train, "flow", seq)
@@ -213,30 +223,21 @@ def _sintel(root: str, passname: str):
                 name=f"{seq}/frame_{m.group(1)}", group=seq,
                 img1=img.format(k, w=width), img2=img.format(k + 1, w=width),
                 flow=os.path.join(seq_dir, fname),
-                occlusions=os.path.join(occ_dir, seq, f"frame_{m.group(1)}.png") if has_occ else None))
+                occlusions=os.path.join(occ_dir, seq, f"frame_{m.group(1)}.png") if occ_dir else None))
     return files, notes
 
 
 def _kitti(root: str, year: str):
-    if year == "2015":
-        image_dirs = ["image_2"]
-    else:
-        image_dirs = ["colored_0", "image_0"]
-    train = None
+    image_dirs = ["image_2"] if year == "2015" else ["colored_0", "image_0"]
     for image_dir in image_dirs:
-        try:
-            train = _training_dir(root, [image_dir, "flow_occ"], "", "")
+        train = _training_dir(root, [image_dir, "flow_occ"])
+        if train is not None:
             break
-        except DatasetError:
-            continue
-    if train is None:
-        raise DatasetError(
-            f"{root} does not look like KITTI {year}: expected "
-            f"{os.path.join(root, 'training', image_dirs[0], '000000_10.png')} and "
-            f"{os.path.join(root, 'training', 'flow_occ', '000000_10.png')}")
-    noc_dir = os.path.join(train, "flow_noc")
-    has_noc = os.path.isdir(noc_dir)
-    notes = [] if has_noc else [f"no {noc_dir}: non-occluded (noc) EPE not computed"]
+    else:
+        raise _not_layout(root, f"KITTI {year}", ("training", image_dirs[0], "000000_10.png"),
+                          ("training", "flow_occ", "000000_10.png"))
+    noc_dir, notes = _optional_dir(os.path.join(train, "flow_noc"),
+                                   f"no {os.path.join(train, 'flow_noc')}: non-occluded (noc) EPE not computed")
     files = []
     for fname in _listdir(os.path.join(train, "flow_occ")):
         m = re.fullmatch(r"(\d+)_10\.png", fname)
@@ -247,7 +248,7 @@ def _kitti(root: str, year: str):
             name=idx, group="",
             img1=os.path.join(train, image_dir, f"{idx}_10.png"), img2=os.path.join(train, image_dir, f"{idx}_11.png"),
             flow=os.path.join(train, "flow_occ", fname),
-            flow_noc=os.path.join(noc_dir, fname) if has_noc else None))
+            flow_noc=os.path.join(noc_dir, fname) if noc_dir else None))
     return files, notes
 
 
@@ -257,8 +258,8 @@ def _chairs(root: str, split: Optional[str]):
         data = root
     flows = [f for f in _listdir(data) if re.fullmatch(r"\d+_flow\.flo", f)]
     if not flows:
-        raise DatasetError(f"{root} does not look like FlyingChairs: expected "
-                           f"{os.path.join(root, 'data', '00001_flow.flo')} with 00001_img1.ppm, 00001_img2.ppm")
+        raise _not_layout(root, "FlyingChairs", ("data", "00001_img1.ppm"), ("data", "00001_img2.ppm"),
+                          ("data", "00001_flow.flo"))
     flows.sort(key=lambda f: int(f.split("_")[0]))
     split_file = next((p for p in (os.path.join(root, CHAIRS_SPLIT_FILE), os.path.join(data, CHAIRS_SPLIT_FILE),
                                    os.path.join(os.path.dirname(os.path.abspath(root)), CHAIRS_SPLIT_FILE))
@@ -295,9 +296,8 @@ def _middlebury(root: str):
     if not os.path.isdir(img_dir):
         img_dir = os.path.join(root, "other-data-gray")
     if not os.path.isdir(gt_dir) or not os.path.isdir(img_dir):
-        raise DatasetError(f"{root} does not look like Middlebury: expected "
-                           f"{os.path.join(root, 'other-data', '<Sequence>', 'frame10.png')} and "
-                           f"{os.path.join(root, 'other-gt-flow', '<Sequence>', 'flow10.flo')}")
+        raise _not_layout(root, "Middlebury", ("other-data", "<Sequence>", "frame10.png"),
+                          ("other-gt-flow", "<Sequence>", "flow10.flo"))
     files = []
     for seq in _listdir(gt_dir):
         flo = os.path.join(gt_dir, seq, "flow10.flo")

@@ -388,6 +388,9 @@ def format_report(res: dict) -> str:
         if r["nonfinite_pixels"]:
             lines.append(f"  warning: {p} produced non-finite flow at {r['nonfinite_pixels']} pixels")
     lines += _table(cols, rows)
+    t = res.get("time")
+    if t:
+        lines.append(f"  {t['total_s']:.1f} s in all, {t['load_s']:.1f} s of it reading files")
     first = next(iter(results))
     groups = results[first].get("per_group")
     if groups and len(groups) > 1:

@@ -165,6 +165,18 @@ def write_motorcycle(root, scale: int = 4) -> Optional[Truth]:
     return Truth(img1, img2, flow, valid)
 
 
+def write_all(root) -> Dict[str, Dict[str, Truth]]:
+    """One small dataset per layout under ``root`` (keys: sintel, kitti15, kitti12, chairs,
+    middlebury; FlyingChairs with a split file: pairs 2 and 3 are the validation split)."""
+    return {
+        "sintel": write_sintel(os.path.join(root, "sintel")),
+        "kitti15": write_kitti(os.path.join(root, "kitti15"), "2015"),
+        "kitti12": write_kitti(os.path.join(root, "kitti12"), "2012", sizes=((40, 72), (41, 70), (43, 66))),
+        "chairs": write_chairs(os.path.join(root, "chairs")),
+        "middlebury": write_middlebury(os.path.join(root, "middlebury")),
+    }
+
+
 class Oracle:
     """A flow 'model' that looks the pair up by its first frame and returns the true flow, plus
     ``error(truth) -> (H, W, 2)`` if given (to test the metrics with a known error)."""

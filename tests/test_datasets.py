@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _flow_datasets import write_chairs, write_kitti, write_middlebury, write_motorcycle, write_sintel
+from _flow_datasets import write_all, write_chairs, write_kitti, write_middlebury, write_motorcycle, write_sintel
 from fastflow.datasets import DATASETS, DatasetError, load_dataset, read_rgb
 
 
@@ -29,14 +29,7 @@ def check_samples(ds, truths, final=False):
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
     d = tmp_path_factory.mktemp("datasets")
-    truths = {
-        "sintel": write_sintel(d / "sintel"),
-        "kitti15": write_kitti(d / "kitti15", "2015"),
-        "kitti12": write_kitti(d / "kitti12", "2012", sizes=((40, 72), (41, 70), (43, 66))),
-        "chairs": write_chairs(d / "chairs"),
-        "middlebury": write_middlebury(d / "middlebury"),
-    }
-    return d, truths
+    return d, write_all(d)
 
 
 @pytest.mark.parametrize("name,key", [("sintel-clean", "sintel"), ("sintel-final", "sintel"), ("kitti-2015", "kitti15"),
