@@ -319,6 +319,20 @@ def _release(e: _Entry) -> None:
             t.record_stream(e.last_stream)
 
 
+def _tracing(inputs) -> bool:
+    """True while a graph is being captured rather than run: torch.jit.trace/script, ONNX export,
+    torch.compile / torch.export (Dynamo), or a tensor subclass (FakeTensor, functional or proxy
+    tensors) or a meta tensor as input."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)()):
+        return True
+    if torch.onnx.is_in_onnx_export():
+        return True
+    return isinstance(inputs, torch.Tensor) and (type(inputs) is not torch.Tensor or inputs.device.type == "meta")
+
+
 class FlowNet2S(_ReferenceFlowNet2S):
     """FlowNet2-S with fastflow's fused inference forward; a drop-in for the reference module.
 
@@ -413,7 +427,10 @@ class FlowNet2S(_ReferenceFlowNet2S):
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor):
-        if self.training:
+        if self.training or _tracing(inputs):
+            # Training, and tracing / exporting / compiling (torch.jit.trace, torch.onnx.export,
+            # torch.export, torch.compile, FakeTensor / meta inputs): the plain reference forward,
+            # so the captured graph is the reference's graph of standard PyTorch ops.
             return super().forward(inputs)
         check_pair_input(inputs)
         param = self.conv1[0].weight
