@@ -10,6 +10,7 @@ import torch
 import fastflow
 from _flow_datasets import Oracle, write_all, write_middlebury, write_motorcycle
 from conftest import requires_cuda
+from fastflow.datasets import DatasetError
 from fastflow.validate import end_point_error, format_report, outlier_mask, supported_precisions, validate
 from test_cli import assert_one_line_error, run
 
@@ -130,6 +131,15 @@ def test_sintel_matched_unmatched_and_per_sequence(data):
     assert "per sequence" in format_report(res)
 
 
+def test_unreadable_pair_is_named_when_reached(tmp_path):
+    truths = write_middlebury(tmp_path, sequences=("A", "B", "C", "D", "E", "F"))
+    (tmp_path / "other-data" / "E" / "frame10.png").write_bytes(b"not an image")
+    oracle = Oracle(truths)
+    with pytest.raises(DatasetError, match=r"cannot read image .*E.frame10\.png"):
+        validate(oracle, "middlebury", tmp_path)
+    assert oracle.calls == 4  # the pairs before it ran, in order
+
+
 def test_limit_and_custom_flow_shape_checked(data):
     d, truths = data
     assert validate(Oracle(truths["sintel"]), "sintel-clean", d / "sintel", limit=2)["pairs"] == 2
@@ -235,15 +245,19 @@ def test_command_single_precision_kitti(data, checkpoint):
     (["--dataset", "chairs", "--root", "{d}/nope"], ["dataset root not found", "nope"]),
     (["--dataset", "sintel-clean", "--root", "{d}/chairs"], ["does not look like MPI-Sintel"]),
     (["--dataset", "middlebury", "--root", "{d}/broken"], ["missing second frame", "frame11.png"]),
+    (["--dataset", "middlebury", "--root", "{d}/corrupt", "--quiet"], ["flow10.flo", "truncated"]),
     (["--dataset", "chairs", "--root", "{d}/chairs", "--limit", "0"], ["--limit must be at least 1"]),
     (["--dataset", "chairs", "--root", "{d}/chairs", "--checkpoint", "{d}/none.pth"], ["checkpoint not found"]),
 ])
 def test_command_errors_are_one_line(data, checkpoint, args, needles):
     d, _ = data
-    broken = d / "broken"
+    broken, corrupt = d / "broken", d / "corrupt"
     if not broken.exists():
         write_middlebury(broken, sequences=("X",))
         (broken / "other-data" / "X" / "frame11.png").unlink()
+        write_middlebury(corrupt, sequences=("A", "B"))
+        flo = corrupt / "other-gt-flow" / "B" / "flow10.flo"
+        flo.write_bytes(flo.read_bytes()[:-8])
     args = [a.format(d=d) for a in args]
     if "--checkpoint" not in args:
         args += ["--checkpoint", str(checkpoint)]
