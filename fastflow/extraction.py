@@ -773,6 +773,7 @@ def _run_pool(todo, spec, device, precision, opts, batch, workers, progress, res
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = multiprocessing.get_context("spawn")
+    workers = min(workers, len(todo))
     devs = _devices(device, workers)
     devq, progq = ctx.Queue(), ctx.Queue()
     for d in devs:
