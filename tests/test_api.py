@@ -167,3 +167,82 @@ def test_pil_exif_orientation_applied(model):
     flow = fastflow.estimate_flow(model, pa, pb)
     assert flow.shape == (96, 64, 2)
     np.testing.assert_allclose(flow, want, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------- warp / track_points / flow_to_color on estimate_flow's output
+def test_warp_takes_estimate_flow_output(model):
+    """(H, W, 2) numpy flow and an (H, W, 3) uint8 image, as estimate_flow and PIL give them (issue 15, point 4)."""
+    from fastflow import ops
+
+    a, b = _photos(70, 90)
+    flow = fastflow.estimate_flow(model, a, b)
+    warped = fastflow.warp(b, flow)
+    assert isinstance(warped, np.ndarray) and warped.dtype == np.uint8 and warped.shape == (70, 90, 3)
+    # the same as the tensor op on (B, C, H, W) float, rounded back to uint8
+    want = ops.warp(torch.from_numpy(b).permute(2, 0, 1)[None].float(), torch.from_numpy(flow).permute(2, 0, 1)[None])
+    want = want[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(warped, want)
+    # tensors, channels-first image with a channels-last flow tensor from estimate_flow on tensors
+    ft = fastflow.estimate_flow(model, torch.from_numpy(a), torch.from_numpy(b))
+    bt = torch.from_numpy(b).permute(2, 0, 1).float() / 255
+    got = fastflow.warp(bt, ft, padding="zeros", return_mask=True)
+    assert got[0].shape == (3, 70, 90) and got[0].dtype == torch.float32 and got[1].shape == (1, 70, 90)
+    border = fastflow.warp(bt, ft)
+    assert border.shape == (3, 70, 90)
+    torch.testing.assert_close(border * 255, torch.from_numpy(want).permute(2, 0, 1).float(), atol=0.51, rtol=0)
+
+
+def test_warp_layouts_and_dtypes():
+    rng = np.random.default_rng(11)
+    h, w = 13, 17
+    flow = (rng.standard_normal((2, h, w, 2)) * 3).astype(np.float32)
+    imgs = rng.random((2, h, w, 5))
+    ref = torch.stack([fastflow.ops.warp(torch.from_numpy(imgs[i]).permute(2, 0, 1).float(),
+                                         torch.from_numpy(flow[i]).permute(2, 0, 1)) for i in range(2)])
+    # batched channels-last numpy float64 in -> float64 channels-last out
+    out = fastflow.warp(imgs, flow)
+    assert out.dtype == np.float64 and out.shape == (2, h, w, 5)
+    np.testing.assert_allclose(out, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-6, atol=1e-6)
+    # channels-first tensors, flow channels-last: x's layout wins for the output
+    out_t = fastflow.warp(torch.from_numpy(imgs).permute(0, 3, 1, 2).half(), torch.from_numpy(flow))
+    assert out_t.dtype == torch.float16 and out_t.shape == (2, 5, h, w)
+    torch.testing.assert_close(out_t.float(), ref, atol=2e-3, rtol=2e-3)
+    # uint16 greyscale (H, W) with an unbatched channels-first flow
+    g = (imgs[0, ..., 0] * 65535).astype(np.uint16)
+    out_g = fastflow.warp(g, flow[0].transpose(2, 0, 1))
+    assert out_g.dtype == np.uint16 and out_g.shape == (h, w)
+    want_g = fastflow.ops.warp(torch.from_numpy(g.astype(np.float32))[None], torch.from_numpy(flow[0]).permute(2, 0, 1))[0]
+    np.testing.assert_array_equal(out_g, want_g.round().numpy().astype(np.uint16))
+    # an unbatched flow applies to every image of a batch; masks follow x's layout
+    out_b, mask = fastflow.warp(imgs.astype(np.float32), flow[0], padding="zeros", return_mask=True)
+    assert out_b.shape == (2, h, w, 5) and mask.shape == (2, h, w, 1) and set(np.unique(mask)) <= {0.0, 1.0}
+
+
+def test_warp_errors_show_the_callers_shapes():
+    with pytest.raises(ValueError, match=r"x of shape \(10, 12, 3\) does not match flow of shape \(10, 13, 2\)"):
+        fastflow.warp(np.zeros((10, 12, 3), np.uint8), np.zeros((10, 13, 2), np.float32))
+    with pytest.raises(ValueError, match=r"flow must be \(H, W, 2\).*got shape \(10, 12, 3\)"):
+        fastflow.warp(np.zeros((10, 12, 3), np.uint8), np.zeros((10, 12, 3), np.float32))
+    with pytest.raises(ValueError, match=r"batch of 3 does not match flow's batch of 2"):
+        fastflow.warp(np.zeros((3, 10, 12, 3)), np.zeros((2, 10, 12, 2)))
+    with pytest.raises(TypeError, match="numpy array or a torch.Tensor"):
+        fastflow.warp([[1, 2]], np.zeros((1, 2, 2)))
+
+
+def test_track_points_and_flow_to_color_take_estimate_flow_output(model):
+    a, b = _photos(64, 96)
+    flow = fastflow.estimate_flow(model, a, b)
+    ft = fastflow.estimate_flow(model, torch.from_numpy(np.stack([a, a])), torch.from_numpy(np.stack([b, b])))
+    pts = np.array([[3.0, 5.0], [90.5, 60.25]])
+    got = fastflow.track_points(flow, pts)
+    assert isinstance(got, np.ndarray) and got.shape == (2, 2)
+    np.testing.assert_allclose(got[0], pts[0] + flow[5, 3], rtol=1e-5)
+    got_t = fastflow.track_points(ft, torch.from_numpy(np.stack([pts, pts])))
+    assert isinstance(got_t, torch.Tensor) and got_t.shape == (2, 2, 2)
+    np.testing.assert_allclose(got_t[1].numpy(), got, rtol=1e-4, atol=1e-4)
+    col = fastflow.flow_to_color(flow)
+    assert isinstance(col, np.ndarray) and col.shape == (64, 96, 3) and col.dtype == np.uint8
+    col_t = fastflow.flow_to_color(ft)
+    assert isinstance(col_t, torch.Tensor) and col_t.shape == (2, 64, 96, 3)
+    np.testing.assert_array_equal(col_t[0].numpy(), col)
+    np.testing.assert_array_equal(fastflow.flow_to_color(ft.permute(0, 3, 1, 2))[1].permute(1, 2, 0).numpy(), col)
