@@ -68,6 +68,53 @@ def _describe_foreign(keys) -> Optional[str]:
     return None
 
 
+_FILE_KINDS = (  # (magic prefix, what the file is) for files that are plainly not checkpoints
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (b"BZh", "a bzip2 archive"),
+    (b"\xfd7zXZ", "an xz archive"), (b"7z\xbc\xaf", "a 7-Zip archive"), (b"RIFF", "a RIFF (WebP/WAV/AVI) file"),
+)
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    """``text`` cut at a word boundary to about ``limit`` characters."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + " ..."
+
+
+def _unreadable_checkpoint(path: str, e: BaseException, trusted: bool) -> str:
+    """Why ``path`` could not be loaded, in fastflow's words (not torch.load's advice)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as oe:
+        return f"cannot read checkpoint {path}: {oe.strerror or oe}"
+    what = f"cannot read {path} as a PyTorch checkpoint"
+    if size == 0:
+        return f"{what}: the file is empty (0 bytes); download it again"
+    for magic, kind in _FILE_KINDS:
+        if head.startswith(magic):
+            return f"{what}: it is {kind}"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")):
+        return (f"{what}: it is an HTML page ({size} bytes), a failed download (Google Drive answers large "
+                "files with a confirmation page); download FlowNet2-S_checkpoint.pth.tar again from a browser")
+    msg = str(e).strip() or type(e).__name__
+    if "WeightsUnpickler error:" in msg:
+        reason = msg.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0].split(". ")[0]
+        if "Unsupported global" in reason:
+            hint = ("; if you trust this file, FlowNet2S.from_checkpoint(path, trusted=True) loads it with full "
+                    "unpickling") if not trusted else ""
+            return f"{what}: it holds Python objects besides tensors, which safe loading refuses ({_shorten(reason, 120)}){hint}"
+        return f"{what}: {size} bytes of data that is not PyTorch's, or is truncated ({_shorten(reason, 120)})"
+    reason = _shorten(msg.splitlines()[0].split(". ")[0])
+    if head.startswith(b"PK\x03\x04"):
+        return f"{what}: a zip archive torch cannot open, probably truncated ({size} bytes): {reason}"
+    return f"{what} ({size} bytes): {reason}; it may be truncated or not a .pth/.pth.tar file"
+
+
 def load_checkpoint_state(path, trusted: bool = False) -> Dict[str, torch.Tensor]:
     """Read a FlowNet2-S checkpoint file into a plain state dict (CPU tensors).
 
@@ -99,11 +146,7 @@ def load_checkpoint_state(path, trusted: bool = False) -> Dict[str, torch.Tensor
             with torch.serialization.safe_globals(safe):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt / foreign files
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}: {msg[:300]}). "
-            "The file may be truncated or not a .pth/.pth.tar file."
-        ) from None
+        raise CheckpointError(_unreadable_checkpoint(path, e, trusted)) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         state = obj["state_dict"]
     elif isinstance(obj, dict):

@@ -94,3 +94,29 @@ def test_bad_files(tmp_path, weights):
     with pytest.raises(CheckpointError, match="not tensors"):
         fastflow.FlowNet2S.from_checkpoint(_save(tmp_path, {"conv1.0.weight": "hello"}))
     assert issubclass(CheckpointError, ValueError)
+
+
+def test_unreadable_files_are_named_in_fastflow_words(tmp_path, weights):
+    """No torch.load advice ("weights_only=False will likely succeed"), no message cut mid-word, and
+    the kind of file when it is plainly something else (issue 15, point 9)."""
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "img.png")
+    (tmp_path / "page.pth.tar").write_text("<!DOCTYPE html><html><title>Google Drive - Virus scan warning</title></html>")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "junk.pth").write_bytes(bytes(range(256)) * 4)
+    torch.save({"state_dict": weights, "args": argparse.Namespace(lr=1)}, tmp_path / "ns.pth")
+    cases = {"img.png": "it is a PNG image", "page.pth.tar": "HTML page", "empty.pth": "empty",
+             "junk.pth": "not PyTorch's", "ns.pth": "trusted=True"}
+    for name, needle in cases.items():
+        with pytest.raises(CheckpointError) as ei:
+            fastflow.FlowNet2S.from_checkpoint(tmp_path / name)
+        msg = str(ei.value)
+        assert needle in msg and name in msg, msg
+        assert "weights_only" not in msg and "will likely succeed" not in msg, msg
+    # the file with extra Python objects loads when trusted
+    m = fastflow.FlowNet2S.from_checkpoint(tmp_path / "ns.pth", trusted=True)
+    assert torch.equal(m.conv1[0].weight, weights["conv1.0.weight"])
