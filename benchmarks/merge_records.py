@@ -7,16 +7,16 @@ A record (DESIGN.md section 8 plus ``stages``) keeps each stage's outcome under
 ``stages[name] = {"status": passed | failed | timed out | skipped | running | pending, "seconds",
 "timeout_s", "note", "result": {...}}``; the top-level keys of the design (``tests``, ``sanitizer``,
 ``bench``) and the extras (``smoke``, ``layers``, ``targets``) are recomputed from them by
-``finalize``. Merging keeps, per stage, the entry that says the most (a stage that ran beats one that
-was skipped or never started; among equals the later record wins).
+``finalize``. Merging keeps, per stage, the entry that says the most (finished beats timed out,
+which beats killed while running, skipped, never started; among equals the later record wins).
 """
 import argparse
 import json
 import sys
 
 RAN = ("passed", "failed", "timed out")
-# How much a stage entry says: merge keeps the highest.
-STATUS_RANK = {"passed": 3, "failed": 3, "timed out": 3, "running": 2, "skipped": 1, "pending": 0}
+# How much a stage entry says: merge keeps the highest (a finished stage beats one cut short).
+STATUS_RANK = {"passed": 4, "failed": 4, "timed out": 3, "running": 2, "skipped": 1, "pending": 0}
 TEST_STAGES = ("model_tests", "op_tests", "all_tests")
 COUNT_KEYS = ("passed", "failed", "skipped", "errors")
 

@@ -51,14 +51,19 @@ FULL = QUICK + ("all_tests",)
 ALL = FULL + ("compile",)
 # (cap, floor) seconds: the most a stage may take, and the least worth starting it with.
 LIMITS = {"build": (300, 60), "smoke": (180, 30), "model_tests": (200, 40), "sanitizer": (200, 45),
-          "op_tests": (300, 30), "bench": (240, 40), "layers": (150, 30), "all_tests": (900, 120),
+          "op_tests": (300, 30), "bench": (240, 60), "layers": (150, 30), "all_tests": (900, 120),
           "compile": (600, 150)}
 OP_TEST_FILES = ("cuda_io_ops", "flow_head", "conv_lrelu", "deconv_lrelu", "reliability", "io", "tracking", "viz")
+OP_TEST_WEIGHT = {"cuda_io_ops": 100, "flow_head": 110, "conv_lrelu": 200, "deconv_lrelu": 100}  # ~ CUDA tests each
 MARGIN = 8  # seconds kept back at the end for the last record and archive
+SANITIZER_GRACE = 45  # --quick: seconds initcheck / synccheck may run on after memcheck and racecheck
 
 
 # ------------------------------------------------------------------------------------------------
 # Processes
+
+
+ACTIVE = set()  # running Procs, killed if the suite itself is terminated
 
 
 class Proc:
@@ -76,6 +81,8 @@ class Proc:
         except OSError as e:
             self._log.write(f"[suite: cannot start: {e}]\n")
             self._p, self.rc = None, 127
+        else:
+            ACTIVE.add(self)
 
     def wait(self, deadline):
         """Exit status, or 124 after killing the group at ``deadline`` (time.time() value)."""
@@ -89,10 +96,11 @@ class Proc:
         self.seconds = round(time.time() - self.t0, 1)
         if not self._log.closed:
             self._log.close()
+        ACTIVE.discard(self)
         return self.rc
 
-    def _kill(self):
-        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+    def _kill(self, grace=5):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(self._p.pid, sig)
             except ProcessLookupError:
@@ -161,6 +169,10 @@ def first_line(text, n=300):
 # The runner
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (raised by the handler Suite.run installs)."""
+
+
 class Suite:
     def __init__(self, args):
         self.args = args
@@ -184,14 +196,21 @@ class Suite:
         return self.deadline - time.time()
 
     # -- environment
-    def probe(self):
+    def gpu_info(self):
+        """torch's view of the machine, from a subprocess (the runner itself never imports torch)."""
         probe = ("import json, torch\n"
                  "ok = torch.cuda.is_available()\n"
                  "print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu_count': torch.cuda.device_count(),\n"
                  "  'gpu': torch.cuda.get_device_name(0) if ok else None,\n"
                  "  'capability': '%d.%d' % torch.cuda.get_device_capability(0) if ok else None}))")
         rc, out = quick_output([self.py, "-c", probe], 90, self.env)
-        info = json.loads(out.strip().splitlines()[-1]) if rc == 0 and out.strip() else {"probe_error": first_line(out)}
+        try:
+            return json.loads(out.strip().splitlines()[-1]) if rc == 0 else {"probe_error": first_line(out)}
+        except (ValueError, IndexError):
+            return {"probe_error": first_line(out)}
+
+    def probe(self):
+        info = self.gpu_info()
         if self.args.device == "cpu":
             info["gpu"] = None
         elif self.args.device == "cuda" and not info.get("gpu"):
@@ -223,11 +242,12 @@ class Suite:
     def save(self):
         self.record["suite"]["elapsed_s"] = round(time.time() - self.t0, 1)
         finalize(self.record)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.record, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, self.path)
+        for path in (self.path, self.last_record_path()):
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(self.record, f, indent=1)
+                f.write("\n")
+            os.replace(tmp, path)
 
     def archive(self):
         tmp = os.path.join(self.out, "suite_logs.tar.gz.tmp")
@@ -250,11 +270,61 @@ class Suite:
                     item.log_path = dest
 
     # -- stages
+    def last_record_path(self):
+        return os.path.join(self.work, "last_record.json")
+
+    def redo(self):
+        """--redo: carry over the stages this machine's last record (same csrc tree and GPU) finished,
+        run the others (timed out, skipped for the budget, killed while running, never started)."""
+        try:
+            with open(self.last_record_path()) as f:
+                last = json.load(f)
+        except (OSError, ValueError):
+            print("== redo: no earlier record on this machine: running every stage", flush=True)
+            return
+        if (last.get("csrc_tree"), last.get("gpu")) != (self.record["csrc_tree"], self.record["gpu"]):
+            print("== redo: the last record is of another csrc tree or GPU: running every stage", flush=True)
+            return
+        kept = []
+        for name, entry in last.get("stages", {}).items():
+            if entry.get("status") in ("passed", "failed") or (entry.get("status") == "skipped" and entry.get("note") == "no GPU"):
+                self.record["stages"][name] = dict(entry, carried_over=True)
+                kept.append(name)
+        self.todo = [n for n in self.todo if n not in kept]
+        self.record["suite"]["redo_of"] = last.get("suite", {}).get("started")
+        print(f"== redo: carried over {','.join(kept) or 'nothing'}; running {','.join(self.todo) or 'nothing'}", flush=True)
+
     def run(self):
+        """Every stage in order; on SIGTERM (the caller's time limit) the running stage's processes
+        are killed, it is recorded as timed out, and the record and archive are written once more."""
+        def terminate(signum, frame):
+            raise Terminated()
+
+        old = signal.signal(signal.SIGTERM, terminate)
+        try:
+            return self._run()
+        except Terminated:
+            for p in list(ACTIVE):
+                p._kill(grace=1)
+            for name, entry in (self.record or {}).get("stages", {}).items():
+                if entry.get("status") == "running":
+                    entry.update(status="timed out", note="the suite was terminated (SIGTERM) during this stage")
+            if self.record:
+                self.save()
+                self.archive()
+            print("gpu_suite: terminated", flush=True)
+            return 1
+        finally:
+            signal.signal(signal.SIGTERM, old)
+
+    def _run(self):
         self.probe()
         self.adopt_stamp()
+        self.todo = list(self.args.stage_list)
+        if self.args.redo:
+            self.redo()
         self.save()
-        for name in self.args.stage_list:
+        for i, name in enumerate(self.todo):
             entry = self.record["stages"][name]
             cap, floor = LIMITS[name]
             fn = getattr(self, "stage_" + name)
@@ -264,7 +334,9 @@ class Suite:
                 print(f"== {name}: skipped ({skip})", flush=True)
                 self.save()
                 continue
-            timeout = min(cap, self.left())
+            # keep the floors of the stages after this one in reserve, so a slow stage cannot starve them
+            reserve = sum(LIMITS[n][1] for n in self.todo[i + 1:] if not self.skip_reason(n, 0))
+            timeout = min(cap, self.left(), max(floor, self.left() - reserve))
             entry.update(status="running", timeout_s=round(timeout))
             self.save()
             print(f"== {name} (timeout {timeout:.0f} s, {self.left():.0f} s of budget left)", flush=True)
@@ -353,7 +425,8 @@ class Suite:
             return "passed", "installed build matches the csrc tree and setup.py: not rebuilt", {
                 "rebuilt": False, "build_info": have["info"]}
         log = self.live("build")
-        env = dict(self.pyenv(), FASTFLOW_BUILD_JOBS=str(os.cpu_count() or 1))
+        # the GPU machine needs the CUDA build only: no SIMT host build of the kernels (fastflow._simt)
+        env = dict(self.pyenv(), FASTFLOW_BUILD_JOBS=str(os.cpu_count() or 1), FASTFLOW_NO_SIMT="1")
         mode = "pip"
         if not self.can_build_wheel():
             mode = "inplace"  # setuptools < 70.1 without `wheel`: no bdist_wheel, build next to the sources
@@ -373,7 +446,8 @@ class Suite:
         text = p.text()
         self.settle(p)
         messages = [ln.strip() for ln in text.splitlines()
-                    if re.search(r"fastflow build:|warning|spill|[Ee]rror|ptxas", ln) and "Werror" not in ln][:40]
+                    if re.search(r"fastflow build:|warning|spill|[Ee]rror|ptxas", ln)
+                    and not re.search(r"Werror|byte-compiling is disabled|_BetaConfiguration|warnings\.warn", ln)][:60]
         result = {"rebuilt": True, "mode": mode, "messages": messages, "seconds": p.seconds}
         if p.timed_out:
             return "timed out", f"build not finished in {p.seconds:.0f} s", result
@@ -382,7 +456,7 @@ class Suite:
         have = self.installed()
         if not have:
             return "failed", "built, but `import fastflow` fails outside the tree", result
-        result["build_info"] = have["info"]
+        result["build_info"], result["extension"] = have["info"], have["file"]
         if not have["info"].get("cuda_compiled"):
             return "failed", "the build has no CUDA kernels (nvcc not found?)", result
         with open(self.stamp_path(), "w") as f:
@@ -414,7 +488,9 @@ class Suite:
                   "cases": cases}
         if p.timed_out:
             return "timed out", f"{len(cases)} cases done before the timeout, {failed} failed", result
-        if p.rc != 0 or failed or not cases:
+        if not cases:
+            return "failed", f"no case ran (rc {p.rc}): {first_line(text)}", result
+        if p.rc != 0 or failed:
             return "failed", f"{failed} of {len(cases)} cases failed (rc {p.rc}): {first_line(text)}", result
         return "passed", f"{len(cases)} cases on {result['device']}", result
 
@@ -466,7 +542,9 @@ class Suite:
                 per_file[f] = "skipped: stage time used up"
                 statuses.append("timed out")
                 continue
-            share = max(30.0, 2 * left / (len(files) - i))  # a hung file cannot starve the rest
+            # a share of what is left by the file's size (x1.5 slack): a hung file cannot starve the rest
+            weight = OP_TEST_WEIGHT.get(f, 5)
+            share = max(20.0, 1.5 * left * weight / sum(OP_TEST_WEIGHT.get(g, 5) for g, _ in files[i:]))
             p, counts, failed, _ = self.pytest(f"op_tests_{f}", [os.path.join(ROOT, "tests", f"test_{f}.py")],
                                                min(deadline, time.time() + share), marker, ("--maxfail=25",))
             for k in total:
@@ -490,7 +568,7 @@ class Suite:
             return "skipped", "compute-sanitizer not on PATH", {}
         tools = [t for t in self.args.sanitizers.split(",") if t]
         main = tools[:2]
-        if self.args.quick and deadline - time.time() < 150 + 120:
+        if self.args.quick and self.left() < 300:
             tools = main  # initcheck / synccheck only when the budget leaves room for them
         script = os.path.join(HERE, "sanitize_forward.py")
         procs = {}
@@ -499,8 +577,12 @@ class Suite:
                    self.py, script, "--size", self.args.sanitizer_size]
             procs[tool] = Proc(cmd, self.live(f"sanitizer_{tool}"), self.pyenv())
         res, statuses = {}, []
+        for tool in main:
+            procs[tool].wait(deadline)
+        # the extra tools must not hold the stage up for long once the main two are done
+        extra_deadline = min(deadline, time.time() + SANITIZER_GRACE) if self.args.quick else deadline
         for tool, p in procs.items():
-            p.wait(deadline)
+            p.wait(deadline if tool in main else extra_deadline)
             text = p.text()
             self.settle(p)
             summary = re.search(r"ERROR SUMMARY: (\d+) error", text)
@@ -615,6 +697,9 @@ def parse_args(argv):
                     help="seconds for the whole suite, stages' timeouts carved from it (default 540 with --quick, else 3600)")
     ap.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(ALL)}, run in that order")
     ap.add_argument("--compile", action="store_true", help="add the torch.compile max-autotune stage (never in --quick)")
+    ap.add_argument("--redo", action="store_true",
+                    help="run only the stages the last record on this machine (same csrc tree and GPU) did not "
+                         "finish, and carry the finished ones over: a second call in the same window")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="cpu: the dry run even with a GPU; cuda: run the GPU stages even when none is found "
                          "(to test the suite's plumbing; they fail where they need the GPU)")

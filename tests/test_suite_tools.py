@@ -26,6 +26,14 @@ def tools():
     return suite, merge_records
 
 
+@pytest.fixture(autouse=True)
+def no_torch_probe(request, monkeypatch):
+    """In-process suites skip the torch subprocess (seconds each): the machine has no GPU."""
+    if "tools" in request.fixturenames:
+        suite, _ = request.getfixturevalue("tools")
+        monkeypatch.setattr(suite.Suite, "gpu_info", lambda self: {"torch": "test", "cuda": None, "gpu": None})
+
+
 def _row(impl, prec, batch, ms, mem=100.0, h=448, w=1024):
     return {"impl": impl, "precision": prec, "batch": batch, "height": h, "width": w, "median_ms": ms,
             "pairs_per_s": batch * 1e3 / ms, "peak_mem_mb": mem}
@@ -290,3 +298,77 @@ def test_cuda_marker_selects_exactly_the_gpu_tests():
     assert all(cuda == gpu_skip for _, cuda, gpu_skip in items), [n for n, c, g in items if c != g][:5]
     assert all(n in marked for n, _, _ in items if "test_model_cuda.py::" in n or "[cuda" in n)
     assert not any("[cpu" in n or "-cpu" in n for n in marked)
+
+
+def test_redo_runs_only_what_the_last_call_did_not_finish(tools, tmp_path, monkeypatch):
+    """A second call with --redo on the same machine carries the finished stages over and reruns the
+    one that timed out; its record is the whole picture."""
+    suite, _ = tools
+    monkeypatch.setitem(suite.LIMITS, "sanitizer", (3, 1))
+    common = ["--device", "cuda", "--budget", "60", "--sanitizers", "memcheck", "--work", str(tmp_path / "work")]
+    hang = _fake_sanitizer(tmp_path, 'if [ ! -e "$MARK" ]; then sleep 300; fi\n'
+                                     'echo "sanitize_forward: done"; echo "========= ERROR SUMMARY: 0 errors"')
+    monkeypatch.setenv("PATH", hang + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("MARK", str(tmp_path / "fixed"))
+    layers = {"status": "passed", "note": "12 layer rows", "result": {"rows": [{"layer": "conv1"}]}}
+    monkeypatch.setattr(suite.Suite, "stage_layers", lambda self, deadline: ("passed", layers["note"], layers["result"]))
+
+    assert suite.Suite(suite.parse_args([str(tmp_path / "a"), "--stages", "layers,sanitizer", *common])).run() == 1
+    assert _record(tmp_path / "a")["stages"]["sanitizer"]["status"] == "timed out"
+    (tmp_path / "fixed").touch()
+    monkeypatch.setattr(suite.Suite, "stage_layers", lambda self, deadline: pytest.fail("layers ran again"))
+    assert suite.Suite(suite.parse_args([str(tmp_path / "b"), "--stages", "layers,sanitizer", "--redo", *common])).run() == 0
+    rec = _record(tmp_path / "b")
+    assert rec["stages"]["layers"]["carried_over"] and rec["layers"] == [{"layer": "conv1"}]
+    assert rec["stages"]["sanitizer"]["status"] == "passed" and rec["sanitizer"]["memcheck"] == "clean"
+    assert rec["suite"]["redo_of"]
+
+
+def test_later_stages_keep_their_floor(tools, tmp_path, monkeypatch):
+    """A stage's timeout leaves the floors of the stages after it in the budget."""
+    suite, _ = tools
+    seen = {}
+
+    def fake(name):
+        def stage(self, deadline):
+            seen[name] = deadline - time.time()
+            return "passed", "", {}
+        return stage
+
+    for name in ("sanitizer", "layers"):
+        monkeypatch.setattr(suite.Suite, "stage_" + name, fake(name))
+    args = suite.parse_args([str(tmp_path / "o"), "--stages", "sanitizer,layers", "--device", "cuda", "--budget", "100",
+                             "--work", str(tmp_path / "work")])
+    assert suite.Suite(args).run() == 0
+    floor = suite.LIMITS["layers"][1]
+    assert seen["sanitizer"] <= 100 - suite.MARGIN - floor + 1 and seen["layers"] >= floor - 1
+
+
+def test_sigterm_records_the_stage_and_kills_its_processes(tmp_path):
+    """`timeout` (or the device tool) terminating the suite: the running stage becomes timed out,
+    its process group is gone, the record and archive are written once more."""
+    path = _fake_sanitizer(tmp_path, 'echo $$ > "$PIDFILE"; sleep 300')
+    out = tmp_path / "out"
+    env = dict(os.environ, PATH=path + os.pathsep + os.environ["PATH"], PIDFILE=str(tmp_path / "pid"))
+    p = subprocess.Popen([sys.executable, str(BENCH / "suite.py"), str(out), "--stages", "sanitizer", "--device", "cuda",
+                          "--budget", "300", "--sanitizers", "memcheck", "--work", str(tmp_path / "work")],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for _ in range(600):
+        if (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip():
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    stdout, _ = p.communicate(timeout=60)
+    assert p.returncode == 1 and "terminated" in stdout
+    rec = _record(out)
+    assert rec["stages"]["sanitizer"]["status"] == "timed out" and "SIGTERM" in rec["stages"]["sanitizer"]["note"]
+    assert (out / "suite_logs.tar.gz").exists()
+    child = int((tmp_path / "pid").read_text())
+    for _ in range(50):  # the fake sanitizer's process is gone (reaped) shortly after
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the stage's process survived the suite")
