@@ -427,6 +427,8 @@ class _Writer(threading.Thread):
 
         if self.opts.format == "npy":
             self._finish_npy(st)
+        if hasattr(os, "sync"):  # the files reach the disk before the record that vouches for them
+            os.sync()
         seconds = time.perf_counter() - st.t0
         record = {"input": st.job.source, "name": st.job.name, "frames": frames, "pairs": pairs,
                   "height": size[0], "width": size[1], "options": self.opts.record(), "fastflow": __version__,
@@ -564,8 +566,10 @@ class Engine:
         def abort(job: Job, reason: str) -> None:
             if job != cur:  # failed before its first frame
                 writer.put(("start", job, time.perf_counter()))
-            if os.path.exists(job.record_path):
+            try:
                 os.remove(job.record_path)  # (overwrite) an input that fails is not finished
+            except OSError:
+                pass
             writer.put(("abort", job, reason))
             ended.add(job)
 
@@ -598,12 +602,17 @@ class Engine:
                     cur = None
                     continue
                 if kind == "start":
-                    cur, npairs = job, 0
                     window.clear()
-                    if os.path.exists(job.record_path):
-                        os.remove(job.record_path)  # (overwrite) not finished again until the end
-                    clear_outputs(job.outdir)
-                    os.makedirs(job.outdir, exist_ok=True)
+                    try:
+                        if os.path.exists(job.record_path):
+                            os.remove(job.record_path)  # (overwrite) not finished again until the end
+                        clear_outputs(job.outdir)
+                        os.makedirs(job.outdir, exist_ok=True)
+                    except OSError as e:
+                        abort(job, f"cannot write to {job.outdir}: {e.strerror or e}")
+                        reader.skip = job
+                        continue
+                    cur, npairs = job, 0
                     writer.put(("start", job, time.perf_counter()))
                     self.on_start(job, item[2])
                     continue
