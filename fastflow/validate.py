@@ -134,7 +134,7 @@ class _Stats:
             d = end_point_error(flow, fp32_flow)
             self.vs_sum += float(d.sum())
             self.vs_pixels += d.size
-            self.vs_max = max(self.vs_max, float(d.max()))
+            self.vs_max = float(np.max([self.vs_max, d.max()]))  # NaN stays NaN
             rec["vs_fp32"] = float(d.mean())
         self.samples.append(rec)
 
@@ -360,9 +360,14 @@ def _is_module(obj) -> bool:
 
 
 def _progress_bar(total: int, enabled: bool):
-    from .cli import _Progress
+    """The CLI's progress bar (``update(n)``, ``close()``)."""
+    try:
+        from .cli import _progress
+    except ImportError:  # older cli.py
+        from .cli import _Progress
 
-    return _Progress(total, enabled)
+        return _Progress(total, enabled)
+    return _progress(total, enabled, "validate")
 
 
 # --------------------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ def test_command_end_to_end_json(data, checkpoint, tmp_path):
     r = run("validate", "--dataset", "middlebury", "--root", d / "middlebury", "--checkpoint", checkpoint,
             "--device", "cpu", "--compare-precisions", "--json", out)
     assert r.returncode == 0, r.stderr
-    assert "Motorcycle" in r.stdout and "vs fp32" in r.stdout and "pairs" in r.stderr  # table; progress bar
+    assert "Motorcycle" in r.stdout and "vs fp32" in r.stdout and "3/3" in r.stderr  # table; progress bar
     res = json.loads(out.read_text())
     assert res["dataset"] == "middlebury" and res["pairs"] == 3 and res["model"] == str(checkpoint)
     assert res["precisions"] == ["fp32", "bf16", "fp16"]
@@ -274,6 +274,16 @@ def test_non_finite_flow_is_counted_and_json_stays_strict(data):
     assert np.isnan(r["epe"]) and r["nonfinite_pixels"] == 2 * 48 * 64
     assert "non-finite flow at 6144 pixels" in format_report(res)
     assert json.loads(json.dumps(_json_safe(res), allow_nan=False))["results"]["custom"]["epe"] is None
+    # a precision whose flow is NaN on one pair shows NaN against fp32 too, its max included
+    from fastflow.validate import _Stats
+
+    st = _Stats()
+    ds = fastflow.datasets.load_dataset("chairs", d / "chairs")
+    for i, s in enumerate(ds):
+        bad = s.flow + (np.nan if i == 0 else 0.5)
+        st.add(s, bad, 0.01, s.flow)
+    vs = st.summary(with_vs=True)["vs_fp32"]
+    assert np.isnan(vs["epe"]) and np.isnan(vs["max"])
 
 
 def test_import_is_cheap_and_help_lists_the_options():
