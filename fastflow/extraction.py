@@ -45,8 +45,11 @@ RECORD_DIR = ".fastflow-done"
 TMP_TAG = ".fastflow-tmp"
 JPEG_QUALITY = 95  # OpenCV's default, what denseflow's cv::imwrite uses
 RAY_HELP = "--ray needs Ray: pip install 'fastflow[cluster]' (or pip install 'ray>=2.9')"
-# Test hook: SIGKILL this process after this many pairs are written (resume tests kill mid-input).
+# Test hooks: SIGKILL this process after this many pairs are written (resume tests kill mid-input);
+# with _KILL_ONCE_ENV set to a path, only if that file does not exist yet (it is created first), so
+# a retried task (Ray) runs through.
 _KILL_AFTER_ENV = "_FASTFLOW_TEST_KILL_AFTER_PAIRS"
+_KILL_ONCE_ENV = "_FASTFLOW_TEST_KILL_ONCE"
 
 
 # ------------------------------------------------------------------------------------- options
@@ -402,7 +405,17 @@ class _Writer(threading.Thread):
             self.pairs_written += 1
             self.on_pairs(1)
             if self.kill_after is not None and self.pairs_written >= self.kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+                self._test_kill()
+
+    @staticmethod
+    def _test_kill() -> None:
+        once = os.environ.get(_KILL_ONCE_ENV)
+        if once:
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def _finish_npy(self, st: _InputState) -> None:
         import shutil

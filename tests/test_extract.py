@@ -318,17 +318,23 @@ def test_workers_2(data, tmp_path):
         assert len(os.listdir(tmp_path / name)) == len(want)
 
 
-def test_ray_local_cluster(data, tmp_path):
+def test_ray_local_cluster(data, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
+    # the first worker process is killed (SIGKILL) after its 2nd pair; Ray restarts it and retries
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv("_FASTFLOW_TEST_KILL_AFTER_PAIRS", "2")
+    monkeypatch.setenv("_FASTFLOW_TEST_KILL_ONCE", str(marker))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        s = fastflow.extract([data["walk"], data["clip"], data["dir"] / "corrupt.mp4"], tmp_path,
-                             checkpoint=str(data["ck"]), ray=True, format="npy", batch=2)
+        s = fastflow.extract([data["walk"], data["clip"], data["dir"] / "corrupt.mp4"], tmp_path / "out",
+                             checkpoint=str(data["ck"]), ray=True, format="npy", batch=1)
     finally:
         ray.shutdown()
+    assert marker.exists()  # a worker did die mid-input
     assert (s["done"], s["failed"], s["pairs"]) == (2, 1, 7), s
     assert "cannot read video" in s["results"][2]["reason"]
     for path, name in [(data["walk"], "walk"), (data["clip"], "clip")]:
         want, _ = expected(data["model"], path)
-        got = np.load(tmp_path / name / "flow.npy").astype(np.float32)
+        assert os.listdir(tmp_path / "out" / name) == ["flow.npy"]
+        got = np.load(tmp_path / "out" / name / "flow.npy").astype(np.float32)
         np.testing.assert_allclose(got, np.stack(want), rtol=2e-3, atol=1e-3)
