@@ -139,3 +139,16 @@ def test_precision_switches_repack(weights):
     assert rel_err(b, want_rounded) < 0.05
     assert rel_err(c, want_rounded) <= 1e-5 and rel_err(d, want_rounded) <= 1e-5
     assert len(fast._plans) == 1  # stale packings dropped
+
+
+def test_bf16_one_packing_many_shapes(weights):
+    """Weights are packed once (with the first call's shape as a hint) and serve every batch and size."""
+    fast, ref = _models(weights, torch.bfloat16)
+    with torch.no_grad():
+        for b, h, w in [(1, 64, 64), (2, 128, 64), (1, 64, 192)]:
+            x = motorcycle_pair(h, w, b)
+            want = ref(x)
+            got = fast(x)
+            assert got.shape == (b, 2, h, w)
+            assert rel_err(got, want) < 0.02
+    assert len(fast._plans) == 1

@@ -1,0 +1,131 @@
+"""Per-layer profile of fastflow's CPU forward, fp32 and bf16 side by side, against the CPU's
+practical matmul peaks (torch.mm 2048^3 in fp32 and bf16).
+
+    python benchmarks/cpu_layers.py [--size 384x512] [--batch 1] [--repeats 15] [--threads 2]
+
+Each round runs the whole layer sequence once per precision (interleaved); a layer's figure is
+its median over the rounds. FLOPs count the useful multiply-adds (unpadded channels), 2 per MAC.
+The sum of the layers is close to, but not, the model's time (no Python-level forward around it).
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+import fastflow
+from fastflow import ops
+from fastflow.bench import sample_pair
+from fastflow.model import _CONCATS, _concat_cpu, _cpu_layers, cpu_compute_dtype
+from fastflow.reference import DECODER, ENCODER, FLOW_HEADS
+
+
+def layer_flops(h, w, batch):
+    """{layer: FLOPs} for one forward at h x w."""
+    f = {}
+    for name, cin, cout, k, s in ENCODER:
+        h, w = (h + s - 1) // s, (w + s - 1) // s
+        f[name] = 2 * batch * h * w * cout * cin * k * k
+    for (dec, dcin, dcout), (pred, pcin, up) in zip(DECODER + ((None, 0, 0),), FLOW_HEADS):
+        f[pred] = 2 * batch * h * w * 2 * pcin * 9
+        if up is not None:
+            f[up] = 2 * batch * h * w * 16 * 2 * 2
+            f[dec] = 2 * batch * h * w * 16 * dcin * dcout
+        h, w = 2 * h, 2 * w
+    return f
+
+
+def run_layers(model, x, dtype, clock):
+    """One forward, layer by layer; returns {layer: ms}."""
+    cdt = cpu_compute_dtype(dtype)
+    b, _, _, h, w = x.shape
+    L = model._cpu_plan((b, 6, h, w)).params
+    T = {}
+
+    def t(name, fn, *a):
+        t0 = clock()
+        r = fn(*a)
+        T[name] = (clock() - t0) * 1e3
+        return r
+
+    y = t("prologue", ops.normalize_pack, x, 255.0, 6, cdt)
+    outs = {}
+    for name, *_ in ENCODER:
+        y = outs[name] = t(name, L[name], y)
+    for (dec, _, _), (cname, enc, *_), (pred, _, up) in zip(DECODER, _CONCATS, FLOW_HEADS):
+        f = t(pred, L[pred], y)
+        fu = t(up, L[up], f)
+        d = t(dec, L[dec], y)
+        y = t("concat" + cname[-1], _concat_cpu, (outs[enc], d, fu), L["concat_channels"][cname])
+    f2 = t("predict_flow2", L["predict_flow2"], y)
+    t("output", ops.upsample_flow, f2, model.div_flow)
+    return T
+
+
+def mm_peak(dtype, n=2048, repeats=5):
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="384x512")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    torch.manual_seed(0)
+    state = fastflow.FlowNet2S().state_dict()
+    models = {}
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        m = fastflow.FlowNet2S().eval()
+        m.load_state_dict(state)
+        models[name] = (m.to(dt), dt)
+    x = sample_pair(h, w, args.batch)
+    times = {k: {} for k in models}
+    with torch.no_grad():
+        for m, dt in models.values():
+            for _ in range(3):
+                run_layers(m, x, dt, time.perf_counter)
+        for _ in range(args.repeats):
+            for k, (m, dt) in models.items():
+                for layer, ms in run_layers(m, x, dt, time.perf_counter).items():
+                    times[k].setdefault(layer, []).append(ms)
+    flops = layer_flops(h, w, args.batch)
+    peaks = {"fp32": mm_peak(torch.float32), "bf16": mm_peak(torch.bfloat16)}
+    print(f"FlowNet2-S CPU layers, {h}x{w} batch {args.batch}, {torch.get_num_threads()} threads, "
+          f"bf16 computes in {cpu_compute_dtype(torch.bfloat16)}; medians of {args.repeats} interleaved rounds")
+    print(f"torch.mm 2048^3 peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(f"| layer | GFLOP | fp32 ms | fp32 GFLOP/s | bf16 ms | bf16 GFLOP/s | bf16 % of mm peak |")
+    print("|---|---|---|---|---|---|---|")
+    tot = {k: 0.0 for k in models}
+    for layer in times["fp32"]:
+        med = {k: statistics.median(times[k][layer]) for k in models}
+        for k in models:
+            tot[k] += med[k]
+        g = flops.get(layer)
+        if g:
+            rate = {k: g / med[k] / 1e6 for k in models}
+            print(f"| {layer} | {g / 1e9:.3f} | {med['fp32']:.2f} | {rate['fp32']:.0f} | {med['bf16']:.2f} | "
+                  f"{rate['bf16']:.0f} | {100 * rate['bf16'] / peaks['bf16']:.0f}% |")
+        else:
+            print(f"| {layer} | - | {med['fp32']:.2f} | - | {med['bf16']:.2f} | - | - |")
+    g = sum(flops.values())
+    print(f"| **sum** | {g / 1e9:.2f} | {tot['fp32']:.1f} | {g / tot['fp32'] / 1e6:.0f} | {tot['bf16']:.1f} | "
+          f"{g / tot['bf16'] / 1e6:.0f} | {100 * g / tot['bf16'] / 1e6 / peaks['bf16']:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()
