@@ -4,9 +4,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 import pytest
@@ -16,19 +13,11 @@ import fastflow
 from fastflow.extraction import RECORD_DIR, quantize_flow, resize_frame
 from fastflow.images import open_frames
 from fastflow.io import read_flow
+from test_cli import assert_one_line_error
+from test_cli import run as run_cli
 
 iio = pytest.importorskip("imageio.v2")
 pytest.importorskip("imageio_ffmpeg")
-
-
-def run_cli(*args, env=None):
-    e = dict(os.environ)
-    e.pop("FASTFLOW_CHECKPOINT", None)
-    e.update(env or {})
-    exe = shutil.which("fastflow")
-    cmd = [exe] if exe else [sys.executable, "-m", "fastflow.cli"]
-    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, env=e, timeout=300,
-                          cwd=tempfile.gettempdir())
 
 
 def frames_of(path, size=None):
@@ -296,9 +285,8 @@ def test_cli_user_errors_are_one_line(data, tmp_path):
     ]
     for args, env, needle in cases:
         r = run_cli(*args, env=env)
-        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("fastflow: error:"), r.stderr
-        assert needle in lines[0], lines[0]
+        assert r.returncode == 2
+        assert_one_line_error(r, needle)
 
 
 def test_api_name_is_the_function():
