@@ -215,7 +215,7 @@ def test_fastflow_validate_is_callable(data):
 
 
 # ------------------------------------------------------------------------------------ command
-def test_command_end_to_end_json(data, checkpoint, tmp_path):
+def test_command_end_to_end_json(data, checkpoint, model, tmp_path):
     d, truths = data
     out = tmp_path / "res.json"
     r = run("validate", "--dataset", "middlebury", "--root", d / "middlebury", "--checkpoint", checkpoint,
@@ -230,6 +230,9 @@ def test_command_end_to_end_json(data, checkpoint, tmp_path):
         assert set(e) >= {"epe", "epe_image_mean", "fl_all", "regions", "vs_fp32", "time", "per_group", "per_sample"}
         assert len(e["per_sample"]) == 3 and np.isfinite(e["epe"])
     assert {tuple(s["frame"]) for s in res["sizes"]} == {(42, 58), (62, 92)}
+    api = validate(model, "middlebury", d / "middlebury", precision="fp32")["results"]["fp32"]  # the same numbers
+    assert res["results"]["fp32"]["epe"] == pytest.approx(api["epe"], rel=1e-6)
+    assert res["results"]["fp32"]["per_group"]["Motorcycle"]["epe"] == pytest.approx(api["per_group"]["Motorcycle"]["epe"], rel=1e-6)
 
 
 def test_command_single_precision_kitti(data, checkpoint):
