@@ -300,3 +300,17 @@ def test_import_is_cheap_and_help_lists_the_options():
     assert r.returncode == 0
     for opt in ("--dataset", "--root", "--checkpoint", "--precision", "--compare-precisions", "--limit", "--json"):
         assert opt in r.stdout
+
+
+def test_reference_module_and_checkpoint_path_give_the_same_epe(data, model, checkpoint):
+    from fastflow.reference import FlowNet2S as Reference
+
+    d, _ = data
+    ref = Reference().eval()
+    ref.load_state_dict(model.state_dict())
+    a = validate(model, "chairs", d / "chairs", precision="fp32")["results"]["fp32"]["epe"]
+    b = validate(ref, "chairs", d / "chairs", precision="fp32")
+    c = validate(str(checkpoint), "chairs", d / "chairs", device="cpu")
+    assert b["model"] == "fastflow.reference.FlowNet2S" and c["model"] == str(checkpoint)
+    assert b["results"]["fp32"]["epe"] == pytest.approx(a, rel=1e-5)
+    assert c["results"]["fp32"]["epe"] == pytest.approx(a, rel=1e-5)
