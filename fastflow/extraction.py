@@ -44,6 +44,7 @@ FORMATS = ("flo", "kitti", "denseflow", "npy")
 RECORD_DIR = ".fastflow-done"
 TMP_TAG = ".fastflow-tmp"
 JPEG_QUALITY = 95  # OpenCV's default, what denseflow's cv::imwrite uses
+ENCODER_THREADS: Optional[int] = None  # threads writing a batch's files; None: half the cores, 1..4
 RAY_HELP = "--ray needs Ray: pip install 'fastflow[cluster]' (or pip install 'ray>=2.9')"
 # Test hooks: SIGKILL this process after this many pairs are written (resume tests kill mid-input);
 # with _KILL_ONCE_ENV set to a path, only if that file does not exist yet (it is created first), so
@@ -286,6 +287,11 @@ def _atomic_write(path: str, write: Callable[[str], None]) -> None:
         raise
 
 
+def _write_one(item) -> None:
+    path, write, data = item
+    _atomic_write(path, lambda tmp: write(tmp, data))
+
+
 def _save_jpeg(path: str, arr) -> None:
     from PIL import Image
 
@@ -329,6 +335,8 @@ class _Writer(threading.Thread):
         self.state: Optional[_InputState] = None
         kill = os.environ.get(_KILL_AFTER_ENV)
         self.kill_after = int(kill) if kill else None
+        self.pool = None  # threads encoding one batch's files at once (JPEG/PNG encoders drop the GIL)
+        self.encoders = ENCODER_THREADS or max(1, min(4, (os.cpu_count() or 1) // 2))
         self.pairs_written = 0
         self.error: Optional[BaseException] = None
 
@@ -343,6 +351,10 @@ class _Writer(threading.Thread):
                 continue
 
     def run(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.encoders > 1:
+            self.pool = ThreadPoolExecutor(self.encoders, thread_name_prefix="fastflow-extract-encode")
         try:
             while True:
                 item = self.q.get()
@@ -373,13 +385,16 @@ class _Writer(threading.Thread):
                     self._fail(st, f"writing {job.outdir} failed: {_first_line(e)}")
         except BaseException as e:  # noqa: BLE001 - reported to the model thread
             self.error = e
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
 
     def _out(self, st: _InputState, fname: str) -> str:
         st.files.append(fname)
         return os.path.join(st.job.outdir, fname)
 
     def _write_rgb(self, st: _InputState, index: int, frame) -> None:
-        _atomic_write(self._out(st, f"img_{index + 1:05d}.jpg"), lambda p: _save_jpeg(p, frame))
+        _write_one((self._out(st, f"img_{index + 1:05d}.jpg"), _save_jpeg, frame))
 
     def _write_flows(self, st: _InputState, pairs: List[Tuple[int, str]], flows) -> None:
         import numpy as np
@@ -387,25 +402,31 @@ class _Writer(threading.Thread):
         from .io import write_flo, write_kitti_png
 
         fmt = self.opts.format
+        files = []  # (path, writer, data): encoded and written in parallel, all before the next item
         for (index, stem), flow in zip(pairs, flows):
             if fmt == "flo":
-                _atomic_write(self._out(st, f"{stem}.flo"), lambda p: write_flo(p, flow))
+                files.append((self._out(st, f"{stem}.flo"), write_flo, flow))
             elif fmt == "kitti":
-                _atomic_write(self._out(st, f"{stem}.png"), lambda p: write_kitti_png(p, flow))
+                files.append((self._out(st, f"{stem}.png"), write_kitti_png, flow))
             elif fmt == "denseflow":
                 x, y = quantize_flow(flow, self.opts.bound)
-                _atomic_write(self._out(st, f"flow_x_{index + 1:05d}.jpg"), lambda p: _save_jpeg(p, x))
-                _atomic_write(self._out(st, f"flow_y_{index + 1:05d}.jpg"), lambda p: _save_jpeg(p, y))
+                files.append((self._out(st, f"flow_x_{index + 1:05d}.jpg"), _save_jpeg, x))
+                files.append((self._out(st, f"flow_y_{index + 1:05d}.jpg"), _save_jpeg, y))
             else:  # npy: raw float16 now, the .npy header once the count is known
                 if st.npy_part is None:
                     st.npy_part = open(os.path.join(st.job.outdir, f".flow.npy.part{TMP_TAG}"), "wb")
                     st.npy_shape = flow.shape
                 st.npy_part.write(np.ascontiguousarray(flow, dtype="<f2").tobytes())
                 st.npy_count += 1
-            self.pairs_written += 1
-            self.on_pairs(1)
-            if self.kill_after is not None and self.pairs_written >= self.kill_after:
-                self._test_kill()
+        if len(files) > 1 and self.pool is not None:
+            list(self.pool.map(_write_one, files))  # re-raises the first failure
+        else:
+            for f in files:
+                _write_one(f)
+        self.pairs_written += len(pairs)
+        self.on_pairs(len(pairs))
+        if self.kill_after is not None and self.pairs_written >= self.kill_after:
+            self._test_kill()
 
     @staticmethod
     def _test_kill() -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import fastflow
+import fastflow.extraction
 from fastflow.extraction import RECORD_DIR, quantize_flow, resize_frame
 from fastflow.images import open_frames
 from fastflow.io import read_flow
@@ -94,8 +95,11 @@ def expected(model, path, step=1, size=None):
 
 
 @pytest.mark.parametrize("fmt", ["flo", "kitti", "npy", "denseflow"])
-def test_formats_match_estimate_flow(data, tmp_path, fmt):
+def test_formats_match_estimate_flow(data, tmp_path, fmt, monkeypatch):
     model = data["model"]
+    # a batch's files written by 3 threads (the resume test's subprocess runs the 1-thread default
+    # of a 2-core machine)
+    monkeypatch.setattr(fastflow.extraction, "ENCODER_THREADS", 3)
     bound = 40.0
     # the checkpoint path once (flo), the loaded model for the other formats
     src = {"checkpoint": str(data["ck"])} if fmt == "flo" else {"model": model}
