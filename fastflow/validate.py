@@ -24,7 +24,8 @@ Metrics (all over the pixels that have ground truth, in pixels of the original f
 Frames of any size go through :func:`fastflow.estimate_flow`: both frames are resized bilinearly to
 the nearest multiples of 64 (``fastflow.api.network_size``; antialiased when shrinking), the network
 runs there, and the flow is resized back to the full frame with u scaled by ``W / W64`` and v by
-``H / H64``. Every pixel of the full frame is evaluated (no crop).
+``H / H64``. Every pixel of the full frame is evaluated. ``crop=True`` (``--crop``) evaluates as
+flownet2-pytorch does instead: frames and ground truth centre-cropped to the largest multiples of 64.
 
 This module imports no torch until a model runs (``fastflow validate --help`` stays quick).
 """
@@ -42,13 +43,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .datasets import DATASETS, DatasetError, FlowDataset, load_dataset
+from .datasets import DATASETS, DatasetError, FlowDataset, FlowSample, load_dataset
 
 __all__ = ["validate", "supported_precisions", "end_point_error", "outlier_mask", "format_report", "PRECISIONS"]
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 RESIZE = ("fastflow.estimate_flow: frames resized bilinearly to the nearest multiples of 64 (antialiased when "
           "shrinking), flow resized back and scaled by W/W64, H/H64; every pixel of the full frame evaluated")
+CROP = ("--crop (flownet2-pytorch's protocol): frames and ground truth centre-cropped to the largest multiples "
+        "of 64, no resizing; only the cropped pixels evaluated")
 #: KITTI's outlier definition (Fl): EPE above both thresholds.
 FL_ABS_PX = 3.0
 FL_REL = 0.05
@@ -229,7 +232,7 @@ def _as_flow(flow, shape, what: str) -> np.ndarray:
 
 def validate(model, dataset: Union[str, FlowDataset], root=None, precision: Optional[str] = None, *,
              compare_precisions: Union[bool, Sequence[str]] = False, limit: Optional[int] = None,
-             split: Optional[str] = None, device=None, progress: bool = False) -> dict:
+             split: Optional[str] = None, device=None, crop: bool = False, progress: bool = False) -> dict:
     """EPE (and Fl, matched/unmatched, per sequence, timing) of a model on a dataset.
 
     Args:
@@ -243,6 +246,8 @@ def validate(model, dataset: Union[str, FlowDataset], root=None, precision: Opti
             runs first and each precision also gets ``vs_fp32``.
         limit: the first ``limit`` pairs only. split: FlyingChairs ``val`` / ``train`` / ``all``.
         device: where a checkpoint is loaded (default cuda if available); a module stays where it is.
+        crop: flownet2-pytorch's protocol: centre-crop frames and ground truth to the largest
+            multiples of 64 and evaluate only there (no resizing). Default: full frames.
         progress: a progress line on stderr.
 
     Returns:
@@ -275,6 +280,8 @@ def validate(model, dataset: Union[str, FlowDataset], root=None, precision: Opti
             sample = next(samples)
             load_s += time.perf_counter() - t0
             sizes[sample.img1.shape[:2]] += 1
+            if crop:
+                sample = _centre_crop64(sample)
             fp32_flow = None
             for p, predict in predictors.items():
                 t0 = time.perf_counter()
@@ -287,8 +294,6 @@ def validate(model, dataset: Union[str, FlowDataset], root=None, precision: Opti
     finally:
         samples.close()
         bar.close()
-    from .api import network_size
-
     return {
         "dataset": dataset.name,
         "root": os.path.abspath(dataset.root),
@@ -296,13 +301,34 @@ def validate(model, dataset: Union[str, FlowDataset], root=None, precision: Opti
         "notes": list(dataset.notes),
         "model": model_desc,
         "device": device_name,
-        "sizes": [{"frame": list(hw), "network": None if custom else list(network_size(*hw)), "pairs": n}
-                  for hw, n in sizes.items()],
-        "resize": None if custom else RESIZE,
+        "sizes": [{"frame": list(hw), "network": _network_size(hw, crop, custom), "pairs": n} for hw, n in sizes.items()],
+        "crop": bool(crop),
+        "resize": CROP if crop else None if custom else RESIZE,
         "precisions": list(predictors),
         "results": {p: s.summary(with_vs) for p, s in stats.items()},
         "time": {"total_s": time.perf_counter() - t_start, "load_s": load_s},  # load_s: waiting for reads
     }
+
+
+def _network_size(hw, crop: bool, custom: bool):
+    """The size the network runs at for frames of size ``hw`` (None for a custom estimator)."""
+    from .api import network_size
+
+    if crop:
+        return [hw[0] // 64 * 64, hw[1] // 64 * 64]
+    return None if custom else list(network_size(*hw))
+
+
+def _centre_crop64(sample: FlowSample) -> FlowSample:
+    """The sample centre-cropped to the largest multiples of 64 (flownet2-pytorch's inference crop)."""
+    h, w = sample.valid.shape
+    h64, w64 = h // 64 * 64, w // 64 * 64
+    if h64 == 0 or w64 == 0:
+        raise ValueError(f"crop: {sample.files.img1} is {w}x{h}; cropping needs frames of at least 64x64")
+    y, x = (h - h64) // 2, (w - w64) // 2
+    cut = lambda a: a[y:y + h64, x:x + w64]
+    return FlowSample(sample.files, cut(sample.img1), cut(sample.img2), cut(sample.flow), cut(sample.valid),
+                      {k: cut(m) for k, m in sample.regions.items()})
 
 
 def _prefetch(dataset: FlowDataset, depth: int = 4):
@@ -388,7 +414,12 @@ def format_report(res: dict) -> str:
             lines.append(f"  {s['pairs']} pairs of {fh}x{fw}")
             continue
         nh, nw = s["network"]
-        how = "run as is" if (fh, fw) == (nh, nw) else f"resized to {nh}x{nw} for the network, flow resized back"
+        if res.get("crop"):
+            how = f"centre-cropped to {nh}x{nw} (flownet2-pytorch's protocol), only the crop evaluated"
+        elif (fh, fw) == (nh, nw):
+            how = "run as is"
+        else:
+            how = f"resized to {nh}x{nw} for the network, flow resized back"
         lines.append(f"  {s['pairs']} pairs of {fh}x{fw}: {how}")
     lines += [f"  note: {n}" for n in res["notes"]]
     results = res["results"]
@@ -447,6 +478,9 @@ def add_arguments(parser, model_args) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs (sorted order)")
     parser.add_argument("--split", choices=["val", "train", "all"], default=None,
                         help="FlyingChairs split (default: val when FlyingChairs_train_val.txt is found)")
+    parser.add_argument("--crop", action="store_true",
+                        help="evaluate as flownet2-pytorch does: centre-crop frames and ground truth to the largest "
+                             "multiples of 64 (Sintel: 384x1024) instead of resizing the full frames")
     parser.add_argument("--json", help="also write every number (per pair too) as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -469,7 +503,7 @@ def run(args) -> int:
     model = FlowNet2S.from_checkpoint(checkpoint, map_location=device)
     try:
         res = validate(model, dataset, precision=args.precision, compare_precisions=args.compare_precisions,
-                       progress=not args.quiet)
+                       crop=args.crop, progress=not args.quiet)
     except DatasetError as e:
         raise CLIError(str(e)) from None
     res["model"] = checkpoint

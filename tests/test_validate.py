@@ -314,3 +314,23 @@ def test_reference_module_and_checkpoint_path_give_the_same_epe(data, model, che
     assert b["model"] == "fastflow.reference.FlowNet2S" and c["model"] == str(checkpoint)
     assert b["results"]["fp32"]["epe"] == pytest.approx(a, rel=1e-5)
     assert c["results"]["fp32"]["epe"] == pytest.approx(a, rel=1e-5)
+
+
+def test_crop_is_flownet2_pytorchs_protocol(tmp_path, model):
+    """--crop: frames and ground truth centre-cropped to the largest multiples of 64 (100x140 ->
+    64x128 at rows 18.., columns 6..), no resizing; the EPE is that of the crop alone."""
+    from _flow_datasets import write_chairs
+
+    truths = write_chairs(tmp_path, n=2, size=(100, 140), labels=None)
+    res = validate(model, "chairs", tmp_path, precision="fp32", crop=True)
+    assert res["crop"] and res["sizes"] == [{"frame": [100, 140], "network": [64, 128], "pairs": 2}]
+    want = []
+    for t in truths.values():
+        a, b, gt = (x[18:82, 6:134] for x in (t.img1, t.img2, t.flow))
+        flow = fastflow.estimate_flow(model, a, b)
+        want.append(np.sqrt(((flow.astype(np.float64) - gt) ** 2).sum(-1)).mean())
+    assert res["results"]["fp32"]["epe"] == pytest.approx(np.mean(want), rel=1e-5)
+    assert "centre-cropped to 64x128" in format_report(res)
+    write_chairs(tmp_path / "small", n=1, size=(48, 64), labels=None)
+    with pytest.raises(ValueError, match="is 64x48; cropping needs frames of at least 64x64"):
+        validate(model, "chairs", tmp_path / "small", crop=True)
