@@ -3,9 +3,7 @@
 Public API (DESIGN.md section 2). Heavy modules (torch, the extension) load on first use, so
 ``import fastflow`` is cheap and works on machines with no GPU and no driver.
 """
-from __future__ import annotations
-
-import importlib
+import importlib as _importlib
 
 from ._backend import __version__, build_info
 
@@ -24,6 +22,7 @@ _LAZY = {
     "ops": ("ops", None),
     "io": ("io", None),
     "viz": ("viz", None),
+    "images": ("images", None),
 }
 
 __all__ = ["__version__", "build_info", *_LAZY]
@@ -33,11 +32,11 @@ def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module 'fastflow' has no attribute {name!r}")
     mod, attr = _LAZY[name]
-    module = importlib.import_module(f".{mod}", __name__)
+    module = _importlib.import_module(f".{mod}", __name__)
     value = module if attr is None else getattr(module, attr)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted({n for n in globals() if not n.startswith("_")} | set(__all__) | {"__version__"})

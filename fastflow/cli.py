@@ -10,7 +10,6 @@ import importlib
 import json
 import os
 import sys
-import time
 from typing import List, Optional
 
 EXIT_USAGE = 2
@@ -91,6 +90,50 @@ def _ensure_parent(path: str) -> None:
         raise CLIError(f"output folder does not exist: {parent}")
 
 
+def _name_limit(folder: str) -> int:
+    """The longest file name (bytes) the file system holding ``folder`` (or its nearest existing
+    parent) allows."""
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _check_name(name: str, folder: str) -> None:
+    limit = _name_limit(folder)
+    if len(os.fsencode(name)) > limit:
+        raise CLIError(f"output file name too long ({len(os.fsencode(name))} bytes, the file system allows "
+                       f"{limit}): {name[:48]}...")
+
+
+def _check_output_file(path: str) -> None:
+    """Fail before the network runs if ``path`` cannot be written."""
+    _ensure_parent(path)
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a folder; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    _check_name(os.path.basename(path), parent)
+    if not os.access(parent, os.W_OK):
+        raise CLIError(f"cannot write to {parent} (permission denied)")
+
+
+# Above about this many pixels at network size, a CPU forward takes many seconds: say so.
+_CPU_NOTE_PIXELS = 4_000_000
+
+
+def _size_note(device, h: int, w: int) -> None:
+    from .api import network_size
+
+    h64, w64 = network_size(h, w)
+    if device.type == "cpu" and h64 * w64 > _CPU_NOTE_PIXELS:
+        print(f"fastflow: note: {w}x{h} images run at {w64}x{h64} ({h64 * w64 / 1e6:.0f} megapixels); on the CPU "
+              "that takes tens of seconds or more per pair (--device cuda, or smaller images, is faster)",
+              file=sys.stderr, flush=True)
+
+
 # ----------------------------------------------------------------------------------------- flow
 def cmd_flow(args) -> int:
     from .api import estimate_flow
@@ -99,23 +142,23 @@ def cmd_flow(args) -> int:
 
     if not args.output and not args.viz:
         raise CLIError("nothing to write: give -o OUT.flo (or .png for KITTI) and/or --viz OUT.png")
-    for path in (args.output, args.viz):  # fail before the network runs
-        if path:
-            _ensure_parent(path)
     if args.output and not args.output.lower().endswith((".flo", ".png")):
         raise CLIError(f"{args.output}: unknown flow file extension (use .flo or .png)")
+    for path in (args.output, args.viz):  # fail before the network runs
+        if path:
+            _check_output_file(path)
     if args.max_flow is not None and not args.max_flow > 0:
         raise CLIError(f"--max-flow must be positive, got {args.max_flow}")
     img1, img2 = _read_image(args.img1), _read_image(args.img2)
-    if img1.shape != img2.shape:
+    if img1.shape[:2] != img2.shape[:2]:
         raise CLIError(f"the images differ in size: {args.img1} is {img1.shape[1]}x{img1.shape[0]}, "
-                       f"{args.img2} is {img2.shape[1]}x{img2.shape[0]}")
+                       f"{args.img2} is {img2.shape[1]}x{img2.shape[0]} (width x height, EXIF orientation applied)")
     model = _load_model(args)
+    _size_note(next(model.parameters()).device, img1.shape[0], img1.shape[1])
     flow = estimate_flow(model, img1, img2)
     if args.output:
-        _ensure_parent(args.output)
         write_flow(args.output, flow)
-        print(f"wrote {args.output} ({flow.shape[1]}x{flow.shape[0]} flow)")
+        print(f"wrote {args.output} ({flow.shape[0]}x{flow.shape[1]}x2 flow, height x width x (u, v))")
     if args.viz:
         _write_png(args.viz, flow_to_color(flow, max_flow=args.max_flow))
         print(f"wrote {args.viz}")
@@ -124,91 +167,149 @@ def cmd_flow(args) -> int:
 
 # ----------------------------------------------------------------------------------------- video
 def _frames(source: str):
-    """(iterator of HxWx3 frames, count or None): ``fastflow.images.open_frames``."""
+    """``fastflow.images.open_frames`` with its errors as CLI errors; folders need 2 frames."""
     from .images import open_frames
 
     try:
         src = open_frames(source)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-    except ImportError as e:
+    except (ValueError, ImportError) as e:
         raise CLIError(str(e)) from None
     if src.paths is not None and len(src.paths) < 2:
         raise CLIError(f"{source} holds {len(src.paths)} image(s); need at least 2 frames")
-    return iter(src), src.count
+    return src
 
 
-class _Progress:
-    def __init__(self, total: Optional[int], enabled: bool):
-        self.total, self.enabled, self.t0, self.n = total, enabled, time.perf_counter(), 0
+def _pair_names(src) -> Optional[List[str]]:
+    """Output names of a folder's pairs: the first frame's name without extension (with it when two
+    files share a stem)."""
+    if src.paths is None:
+        return None
+    names = src.names if len(set(src.names)) == len(src.names) else [os.path.basename(p) for p in src.paths]
+    return names[:-1]
 
-    def update(self, k: int) -> None:
-        self.n += k
-        if not self.enabled:
-            return
-        rate = self.n / max(1e-9, time.perf_counter() - self.t0)
-        tot = f"/{self.total}" if self.total else ""
-        sys.stderr.write(f"\rflow {self.n}{tot} pairs, {rate:.1f} pairs/s")
-        sys.stderr.flush()
 
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+def _progress(total: Optional[int], enabled: bool, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is a dependency; without it, no bar
+        tqdm = None
+    if tqdm is None or not enabled:
+        class _Silent:
+            def update(self, n=1):
+                pass
+
+            def close(self):
+                pass
+
+        return _Silent()
+    return tqdm(total=total, unit="pair", desc=desc, file=sys.stderr, dynamic_ncols=True)
+
+
+def _max_known_magnitude(flows) -> float:
+    import numpy as np
+
+    from .io import UNKNOWN_FLOW_THRESH
+
+    u, v = flows[..., 0].astype(np.float64), flows[..., 1].astype(np.float64)
+    known = (np.abs(u) < UNKNOWN_FLOW_THRESH) & (np.abs(v) < UNKNOWN_FLOW_THRESH)
+    if not known.any():
+        return 0.0
+    return float(np.sqrt(u[known] ** 2 + v[known] ** 2).max())
 
 
 def cmd_video(args) -> int:
+    import tempfile
+
     import numpy as np
-    import torch
 
     from .api import estimate_flow
-    from .io import write_flo
+    from .images import to_float255
+    from .io import read_flo, write_flo
     from .viz import flow_to_color
 
     if not args.flo and not args.viz_video and not args.viz_frames:
         args.flo = True
-    frames, count = _frames(args.source)
-    os.makedirs(args.out, exist_ok=True)
-    model = _load_model(args)
-    writer = None
+    if args.max_flow is not None and not args.max_flow > 0:
+        raise CLIError(f"--max-flow must be positive, got {args.max_flow}")
+    if args.fps is not None and not args.fps > 0:
+        raise CLIError(f"--fps must be positive, got {args.fps}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CLIError(f"--out {args.out} exists and is not a folder")
+    src = _frames(args.source)
+    names = _pair_names(src)
+    # Output names are known for folders: check them now, not after the network ran.
+    for stem in (names or ["000000"])[:]:
+        for ext in [e for e, on in ((".flo", args.flo), (".png", args.viz_frames)) if on]:
+            _check_name(stem + ext, args.out)
+    iio2 = None
     if args.viz_video:
         try:
             import imageio.v2 as iio2
         except ImportError:
             raise CLIError("--viz-video needs imageio and imageio-ffmpeg: pip install 'fastflow[video]'") from None
-        writer = iio2.get_writer(os.path.join(args.out, "flow.mp4"), fps=args.fps, macro_block_size=1)
-    progress = _Progress(count - 1 if count else None, not args.quiet)
-    prev = None
-    index = 0
-    shape = None
+    fps = args.fps or src.fps or 25.0
+    model = _load_model(args)
+    device = next(model.parameters()).device
+    viz = args.viz_frames or args.viz_video
+    fixed_scale = args.max_flow if args.max_flow is not None else None
+    two_pass = viz and fixed_scale is None and not args.per_frame_scale
+
+    created = not os.path.isdir(args.out)
+    os.makedirs(args.out, exist_ok=True)
+    writer = None
+    store = None
+    state = {"count": 0, "max": 0.0, "shape": None, "first": None}
+    progress = _progress(src.count - 1 if src.count else None, not args.quiet, "flow")
     batch1, batch2 = [], []
 
-    def flush():
-        nonlocal index
+    def name_of(i: int) -> str:
+        return names[i] if names is not None else f"{i:06d}"
+
+    def colour(i: int, flow) -> None:
+        nonlocal writer
+        rgb = flow_to_color(flow, max_flow=None if args.per_frame_scale else fixed_scale)
+        if args.viz_frames:
+            _write_png(os.path.join(args.out, name_of(i) + ".png"), rgb)
+        if args.viz_video:
+            if writer is None:
+                writer = iio2.get_writer(os.path.join(args.out, "flow.mp4"), fps=fps, macro_block_size=1)
+            writer.append_data(rgb)
+
+    def flush() -> None:
         if not batch1:
             return
-        a, b = torch.from_numpy(np.stack(batch1)), torch.from_numpy(np.stack(batch2))
-        flows = estimate_flow(model, a, b).numpy()
+        flows = estimate_flow(model, np.stack(batch1), np.stack(batch2))
         for f in flows:
+            i = state["count"]
             if args.flo:
-                write_flo(os.path.join(args.out, f"{index:06d}.flo"), f)
-            if args.viz_frames or writer is not None:
-                rgb = flow_to_color(f, max_flow=args.max_flow)
-                if args.viz_frames:
-                    _write_png(os.path.join(args.out, f"{index:06d}.png"), rgb)
-                if writer is not None:
-                    writer.append_data(rgb)
-            index += 1
+                write_flo(os.path.join(args.out, name_of(i) + ".flo"), f)
+            if two_pass:
+                state["max"] = max(state["max"], _max_known_magnitude(f))
+                if store is not None:  # without .flo files, keep the flow in a temporary file
+                    store.write(np.ascontiguousarray(f, dtype=np.float32).tobytes())
+            elif viz:
+                colour(i, f)
+            state["count"] += 1
         progress.update(len(batch1))
         batch1.clear()
         batch2.clear()
 
+    def frame_label(k: int) -> str:
+        return src.paths[k] if src.paths is not None else f"frame {k} of {args.source}"
+
+    ok = False
     try:
-        for frame in frames:
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
-                raise CLIError(f"frame {index + len(batch1) + 1} is {frame.shape[1]}x{frame.shape[0]}, "
-                               f"the first was {shape[1]}x{shape[0]}")
+        if two_pass and not args.flo:
+            store = tempfile.TemporaryFile(dir=args.out, prefix=".fastflow-")
+        prev = None
+        for k, frame in enumerate(src):
+            if state["shape"] is None:
+                state["shape"], state["first"] = frame.shape[:2], frame_label(k)
+                _size_note(device, *frame.shape[:2])
+            elif frame.shape[:2] != state["shape"]:
+                raise CLIError(f"{frame_label(k)} is {frame.shape[1]}x{frame.shape[0]}, but {state['first']} is "
+                               f"{state['shape'][1]}x{state['shape'][0]}; all frames must have one size")
+            frame = to_float255(frame) / np.float32(255.0)  # uint8 and 16-bit frames alike, as 0..1
             if prev is not None:
                 batch1.append(prev)
                 batch2.append(frame)
@@ -216,13 +317,35 @@ def cmd_video(args) -> int:
                     flush()
             prev = frame
         flush()
+        progress.close()
+        if state["count"] == 0:
+            raise CLIError(f"{args.source} has fewer than 2 frames")
+        if two_pass:
+            fixed_scale = state["max"] if state["max"] > 0 else 1.0
+            h, w = state["shape"]
+            if store is not None:
+                store.seek(0)
+            recolour = _progress(state["count"], not args.quiet, "colour")
+            for i in range(state["count"]):
+                if store is not None:
+                    f = np.frombuffer(store.read(h * w * 2 * 4), dtype=np.float32).reshape(h, w, 2)
+                else:
+                    f = read_flo(os.path.join(args.out, name_of(i) + ".flo"))
+                colour(i, f)
+                recolour.update(1)
+            recolour.close()
+        ok = True
     finally:
         progress.close()
+        src.close()
+        if store is not None:
+            store.close()
         if writer is not None:
             writer.close()
-    if index == 0:
-        raise CLIError(f"{args.source} has fewer than 2 frames")
-    print(f"wrote {index} flow fields to {args.out}")
+        if not ok and created and os.path.isdir(args.out) and not os.listdir(args.out):
+            os.rmdir(args.out)
+    scale = ("per frame" if args.per_frame_scale else f"{fixed_scale:.3g} px = full colour") if viz else None
+    print(f"wrote {state['count']} flow fields to {args.out}" + (f" (colour scale: {scale})" if scale else ""))
     return 0
 
 
@@ -267,12 +390,63 @@ def cmd_bench(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------- info
+def _cpu_forward() -> str:
+    """What the CPU forward of a float32 FlowNet2S runs on, in words."""
+    from .model import _mkldnn_ok
+
+    import torch
+
+    if _mkldnn_ok(torch.float32):
+        return "oneDNN convolutions on packed weights (LeakyReLU fused) + fastflow C++ prologue/output kernels"
+    return "PyTorch channels_last convolutions (no oneDNN in this torch) + fastflow C++ prologue/output kernels"
+
+
+def describe_checkpoint(path: str) -> dict:
+    """What a checkpoint file holds: size, sha256, tensors, parameters, dtypes, and whether it is a
+    FlowNet2-S state dict (raises CheckpointError naming the problem when it is not)."""
+    import hashlib
+
+    from .model import FlowNet2S, check_state_dict, load_checkpoint_state
+
+    state = load_checkpoint_state(path)
+    check_state_dict(FlowNet2S(), state, source=path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
+    return {
+        "path": os.path.abspath(path),
+        "bytes": os.path.getsize(path),
+        "sha256": digest.hexdigest(),
+        "tensors": len(state),
+        "parameters": sum(v.numel() for v in state.values()),
+        "dtypes": dtypes,
+        "model": "FlowNet2-S (flownet2-pytorch FlowNet2S, batchNorm=False): loads into fastflow.FlowNet2S",
+    }
+
+
 def cmd_info(args) -> int:
     import torch
 
     from ._backend import build_info
 
+    if args.checkpoint:
+        if not os.path.isfile(args.checkpoint):
+            raise CLIError(f"checkpoint not found: {args.checkpoint}")
+        ck = describe_checkpoint(args.checkpoint)
+        if args.json:
+            print(json.dumps(ck, indent=1))
+        else:
+            print(f"{ck['path']}: {ck['bytes']:,} bytes, sha256 {ck['sha256']}")
+            print(f"  {ck['tensors']} tensors, {ck['parameters']:,} parameters, {'/'.join(ck['dtypes'])}")
+            print(f"  {ck['model']}")
+        return 0
     info = build_info()
+    # The CPU versions of the conv/deconv ops are host emulations of the CUDA kernels for tests;
+    # the model's CPU forward does not use them.
+    info["cpu_ops"] = [o.replace("(emulation)", "(CUDA kernel emulated for tests)") for o in info.get("cpu_ops", [])]
+    info["cpu_forward"] = _cpu_forward()
     info["torch"] = torch.__version__
     info["torch_cuda"] = torch.version.cuda
     info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
@@ -285,7 +459,10 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._backend import __version__
+
     p = argparse.ArgumentParser(prog="fastflow", description="FlowNet2-S optical flow, fast.")
+    p.add_argument("--version", action="version", version=f"fastflow {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(sp):
@@ -305,12 +482,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_flow)
 
     v = sub.add_parser("video", help="flow between consecutive frames of a video or a folder of frames")
-    v.add_argument("source", help="video file (needs fastflow[video]) or folder of images (sorted by name)")
-    v.add_argument("--out", required=True, help="output folder")
-    v.add_argument("--flo", action="store_true", help="write NNNNNN.flo per pair (default if nothing else asked)")
-    v.add_argument("--viz-frames", action="store_true", help="write NNNNNN.png colour pictures")
+    v.add_argument("source", help="video file (needs fastflow[video]) or folder of images (natural order: 2 before 10)")
+    v.add_argument("--out", required=True, help="output folder (created if missing)")
+    v.add_argument("--flo", action="store_true",
+                   help="write one .flo per pair, named after its first frame (folders: NAME.flo; videos: "
+                        "NNNNNN.flo, the first frame's index); the default if nothing else is asked")
+    v.add_argument("--viz-frames", action="store_true", help="write a colour picture per pair, named like the .flo")
     v.add_argument("--viz-video", action="store_true", help="write flow.mp4, colour-coded (needs fastflow[video])")
-    v.add_argument("--fps", type=float, default=25.0)
+    v.add_argument("--fps", type=float, default=None, help="frame rate of flow.mp4 (default: the source's, else 25)")
+    v.add_argument("--per-frame-scale", action="store_true",
+                   help="scale each colour picture to its own largest flow (default: one scale for the whole "
+                        "video, its largest flow, or --max-flow)")
     v.add_argument("--batch", type=int, default=8, help="pairs per forward (default 8)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     model_args(v)
@@ -332,8 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_bench)
 
-    i = sub.add_parser("info", help="how fastflow was built and which GPUs it sees")
+    i = sub.add_parser("info", help="how fastflow was built and which GPUs it sees; or what a checkpoint holds")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--checkpoint", help="check a downloaded checkpoint file: size, sha256, tensors, parameters, "
+                                        "and whether it is FlowNet2-S")
     i.set_defaults(func=cmd_info)
 
     # Subcommands that live in their own modules: each module defines
