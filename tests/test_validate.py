@@ -250,6 +250,7 @@ def test_command_single_precision_kitti(data, checkpoint):
     (["--dataset", "middlebury", "--root", "{d}/broken"], ["missing second frame", "frame11.png"]),
     (["--dataset", "middlebury", "--root", "{d}/corrupt", "--quiet"], ["flow10.flo", "truncated"]),
     (["--dataset", "chairs", "--root", "{d}/chairs", "--limit", "0"], ["--limit must be at least 1"]),
+    (["--dataset", "chairs", "--root", "{d}/chairs", "--crop", "--quiet"], ["is 64x48", "at least 64x64"]),
     (["--dataset", "chairs", "--root", "{d}/chairs", "--checkpoint", "{d}/none.pth"], ["checkpoint not found"]),
 ])
 def test_command_errors_are_one_line(data, checkpoint, args, needles):
