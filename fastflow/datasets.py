@@ -131,7 +131,7 @@ def _read_mask(path: str, what: str) -> np.ndarray:
 
         with Image.open(path) as im:
             m = np.asarray(im.convert("L"))
-    except Exception as e:
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # Pillow's errors for bad or truncated files
         raise DatasetError(f"cannot read {what} {path}: {_short_error(e)}") from None
     return m > 127
 

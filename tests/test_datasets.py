@@ -195,3 +195,10 @@ def test_read_rgb_16bit_kept(tmp_path):
     np.testing.assert_array_equal(out[..., 0], img)
     with pytest.raises(DatasetError, match="missing image"):
         read_rgb(str(tmp_path / "none.png"))
+
+
+def test_corrupt_occlusion_mask_is_named(tmp_path):
+    write_sintel(tmp_path, sequences=(("a", 1),))
+    (tmp_path / "training" / "occlusions" / "a" / "frame_0001.png").write_bytes(b"\x89PNG\r\n\x1a\nxx")
+    with pytest.raises(DatasetError, match=r"cannot read occlusion mask .*frame_0001\.png"):
+        load_dataset("sintel-clean", tmp_path)[0]
