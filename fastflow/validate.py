@@ -387,12 +387,8 @@ def _is_module(obj) -> bool:
 
 def _progress_bar(total: int, enabled: bool):
     """The CLI's progress bar (``update(n)``, ``close()``)."""
-    try:
-        from .cli import _progress
-    except ImportError:  # older cli.py
-        from .cli import _Progress
+    from .cli import _progress
 
-        return _Progress(total, enabled)
     return _progress(total, enabled, "validate")
 
 
