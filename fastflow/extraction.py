@@ -889,6 +889,8 @@ def _run_ray(todo, spec, address, device, precision, opts, batch, workers, progr
     try:
         res = ray.cluster_resources()
         gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
+        if str(device).startswith("cuda") and gpus == 0:
+            raise ValueError(f"--device {device}, but the Ray cluster has no GPU (use --device cpu or auto)")
         use_gpu = gpus > 0 and device != "cpu"
         n = workers or (gpus if use_gpu else max(1, cpus // 4))
         n = max(1, min(n, len(todo)))
@@ -944,6 +946,36 @@ def _run_ray(todo, spec, address, device, precision, opts, batch, workers, progr
     finally:
         if started:
             ray.shutdown()
+
+
+def _run(todo, spec, out, ray, device, precision, opts, batch, workers, prog, results) -> None:
+    """Compute the inputs in ``todo``: here, in worker processes, or on Ray."""
+    use_ray = ray not in (None, False)
+    if not use_ray and device not in (None, "auto"):
+        from .cli import CLIError, _device
+
+        try:
+            _device(device)
+        except CLIError as e:
+            raise ValueError(str(e)) from None
+    if isinstance(spec, str):  # load (and so check) it once, here; workers get the module
+        try:
+            spec = _build_model(spec, "cpu" if (use_ray or (workers or 1) > 1) else device, precision)
+        except Exception as e:  # noqa: BLE001 - CLIError and checkpoint errors alike
+            raise ValueError(_first_line(e)) from None
+    os.makedirs(out, exist_ok=True)
+    if use_ray:
+        _run_ray(todo, spec, ray, device, precision, opts, batch, workers, prog, results)
+    elif workers and workers > 1:
+        _run_pool(todo, spec, device, precision, opts, batch, workers, prog, results)
+    else:
+        model = spec if device in (None, "auto") else _build_model(spec, device, precision)
+
+        def on_result(r):
+            results.append(r)
+            prog.input_done(r)
+
+        Engine(model, opts, batch, on_pairs=prog.add_pairs, on_start=prog.start_input).run(todo, on_result)
 
 
 # ------------------------------------------------------------------------------------- the API
@@ -1011,41 +1043,16 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, format
         else:
             results.append(_result(job, "failed", "finished earlier with other options (" + ", ".join(changes)
                                    + "); pass --overwrite to redo it, or use another --out"))
-    use_ray = ray not in (None, False)
-    if use_ray:
+    if ray not in (None, False):
         _import_ray()
     prog = _Progress(len(jobs), step, progress)
-    for r in results:
-        prog.input_done(r)
-    if todo:
-        if not use_ray and device not in (None, "auto"):
-            from .cli import CLIError, _device
-
-            try:
-                _device(device)
-            except CLIError as e:
-                raise ValueError(str(e)) from None
-        if isinstance(spec, str):  # load (and so check) it once, here; workers get the module
-            try:
-                spec = _build_model(spec, "cpu" if (use_ray or (workers or 1) > 1) else device, precision)
-            except Exception as e:  # noqa: BLE001 - CLIError and checkpoint errors alike
-                raise ValueError(_first_line(e)) from None
-        os.makedirs(out, exist_ok=True)
-        try:
-            if use_ray:
-                _run_ray(todo, spec, ray, device, precision, opts, batch, workers, prog, results)
-            elif workers and workers > 1:
-                _run_pool(todo, spec, device, precision, opts, batch, workers, prog, results)
-            else:
-                model = spec if device in (None, "auto") else _build_model(spec, device, precision)
-
-                def on_result(r):
-                    results.append(r)
-                    prog.input_done(r)
-
-                Engine(model, opts, batch, on_pairs=prog.add_pairs, on_start=prog.start_input).run(todo, on_result)
-        finally:
-            prog.close()
+    try:
+        for r in results:
+            prog.input_done(r)
+        if todo:
+            _run(todo, spec, out, ray, device, precision, opts, batch, workers, prog, results)
+    finally:
+        prog.close()
     order = {j.name: i for i, j in enumerate(jobs)}
     results.sort(key=lambda r: order.get(r["name"], 0))
     done = [r for r in results if r["status"] == "done"]
