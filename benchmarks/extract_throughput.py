@@ -13,7 +13,8 @@ rounds interleave the rows, so a busy machine slows all of them alike:
 - ``estimate_flow``: ``estimate_flow`` on decoded uint8 frames in memory (adds the resize to
   multiples of 64 and back, and the copies to and from the device);
 - ``extract <format>``: ``fastflow.extract`` on the video file, start to finish (decoding in the
-  reader thread, batching, the writer thread encoding and writing, completion record).
+  reader thread, batching, the writer thread encoding and writing, completion record); denseflow
+  with ``--rgb`` (the frames written too, as for mmaction2).
 """
 import argparse
 import os
@@ -98,13 +99,14 @@ def main(argv=None):
             out = os.path.join(tmp, "out-" + fmt)
             shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
-            s = fastflow.extract(video, out, model=model, format=fmt, batch=args.batch, device=str(device))
+            s = fastflow.extract(video, out, model=model, format=fmt, batch=args.batch, device=str(device),
+                                 rgb=(fmt == "denseflow"))
             assert s["done"] == 1 and s["pairs"] == pairs, s
             return pairs / (time.perf_counter() - t0)
 
         rows = {"module": t_module, "estimate_flow": t_estimate}
         for fmt in args.formats.split(","):
-            rows[f"extract {fmt}"] = (lambda f: lambda: t_extract(f))(fmt)
+            rows[f"extract {fmt}" + (" --rgb" if fmt == "denseflow" else "")] = (lambda f: lambda: t_extract(f))(fmt)
         for fn in rows.values():  # warm-up: plans, packed weights
             fn()
         got = {k: [] for k in rows}

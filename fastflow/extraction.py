@@ -135,8 +135,8 @@ def quantize_flow(flow, bound: float = 20.0):
     (2 * bound))`` clipped to 0..255, for c = u and v of an ``(H, W, 2)`` flow (NaN counts as 0)."""
     import numpy as np
 
-    f = np.clip(np.nan_to_num(np.asarray(flow, dtype=np.float32), nan=0.0), -2 * bound, 2 * bound)
-    q = np.clip(np.rint((f + np.float32(bound)) * np.float32(255.0 / (2.0 * bound))), 0, 255).astype(np.uint8)
+    f = np.clip(np.nan_to_num(np.asarray(flow, dtype=np.float64), nan=0.0), -2 * bound, 2 * bound)
+    q = np.clip(np.rint(255.0 * (f + bound) / (2.0 * bound)), 0, 255).astype(np.uint8)  # dense_flow's CAST
     return q[..., 0], q[..., 1]
 
 

@@ -330,3 +330,31 @@ def test_ray_local_cluster(data, tmp_path, monkeypatch):
         assert os.listdir(tmp_path / "out" / name) == ["flow.npy"]
         got = np.load(tmp_path / "out" / name / "flow.npy").astype(np.float32)
         np.testing.assert_allclose(got, np.stack(want), rtol=2e-3, atol=1e-3)
+
+
+def test_progress_line_on_a_terminal():
+    import io
+
+    from fastflow.extraction import Job, _Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    p = _Progress(3, 1, True, stream=out)
+    p.start_input(Job("walk", "walk", "/o"), 5)
+    p.add_pairs(3)
+    p.input_done({"input": "walk", "name": "walk", "status": "done", "reason": None})
+    p.input_done({"input": "bad.mp4", "name": "bad", "status": "failed", "reason": "cannot read video"})
+    p.close()
+    text = out.getvalue()
+    assert "walk 0/4 pairs" in text and "walk: done\n" in text and "bad.mp4: failed: cannot read video\n" in text
+    assert "[#############-------] 2/3 inputs" in text and "3 pairs" in text and "pairs/s" in text
+    assert text.endswith("\n") and "\r" in text
+    quiet = Tty()
+    p = _Progress(1, 1, False, stream=quiet)
+    p.add_pairs(2)
+    p.input_done({"input": "x", "name": "x", "status": "done", "reason": None})
+    p.close()
+    assert quiet.getvalue() == ""
