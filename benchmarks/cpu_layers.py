@@ -5,7 +5,9 @@ practical matmul peaks (torch.mm 2048^3 in fp32 and bf16).
 
 Each round runs the whole layer sequence once per precision (interleaved); a layer's figure is
 its median over the rounds. FLOPs count the useful multiply-adds (unpadded channels), 2 per MAC.
-The sum of the layers is close to, but not, the model's time (no Python-level forward around it).
+A deconv row includes building its concat buffer (the deconvolution writes its slice in place; the
+skip connection and the upsampled flow are copied in). The sum of the layers is close to, but not,
+the model's time (no Python-level forward around it).
 """
 import argparse
 import statistics
@@ -16,7 +18,7 @@ import torch
 import fastflow
 from fastflow import ops
 from fastflow.bench import sample_pair
-from fastflow.model import _CONCATS, _concat_cpu, _cpu_layers, cpu_compute_dtype
+from fastflow.model import _CONCATS, _decoder_stage_cpu, cpu_compute_dtype
 from fastflow.reference import DECODER, ENCODER, FLOW_HEADS
 
 
@@ -55,8 +57,7 @@ def run_layers(model, x, dtype, clock):
     for (dec, _, _), (cname, enc, *_), (pred, _, up) in zip(DECODER, _CONCATS, FLOW_HEADS):
         f = t(pred, L[pred], y)
         fu = t(up, L[up], f)
-        d = t(dec, L[dec], y)
-        y = t("concat" + cname[-1], _concat_cpu, (outs[enc], d, fu), L["concat_channels"][cname])
+        y = t(dec, _decoder_stage_cpu, L, y, outs[enc], fu, dec, L["concat_channels"][cname])
     f2 = t("predict_flow2", L["predict_flow2"], y)
     t("output", ops.upsample_flow, f2, model.div_flow)
     return T
@@ -82,7 +83,11 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: process CPU time (all threads summed); steadier on a shared machine, "
+                         "equal to wall time only with --threads 1 on an otherwise idle core")
     args = ap.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.lower().split("x"))
@@ -98,15 +103,16 @@ def main():
     with torch.no_grad():
         for m, dt in models.values():
             for _ in range(3):
-                run_layers(m, x, dt, time.perf_counter)
+                run_layers(m, x, dt, clock)
         for _ in range(args.repeats):
             for k, (m, dt) in models.items():
-                for layer, ms in run_layers(m, x, dt, time.perf_counter).items():
+                for layer, ms in run_layers(m, x, dt, clock).items():
                     times[k].setdefault(layer, []).append(ms)
     flops = layer_flops(h, w, args.batch)
     peaks = {"fp32": mm_peak(torch.float32), "bf16": mm_peak(torch.bfloat16)}
     print(f"FlowNet2-S CPU layers, {h}x{w} batch {args.batch}, {torch.get_num_threads()} threads, "
-          f"bf16 computes in {cpu_compute_dtype(torch.bfloat16)}; medians of {args.repeats} interleaved rounds")
+          f"bf16 computes in {cpu_compute_dtype(torch.bfloat16)}; medians of {args.repeats} interleaved rounds, "
+          f"{args.clock} clock")
     print(f"torch.mm 2048^3 peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     print(f"| layer | GFLOP | fp32 ms | fp32 GFLOP/s | bf16 ms | bf16 GFLOP/s | bf16 % of mm peak |")
     print("|---|---|---|---|---|---|---|")

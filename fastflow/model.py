@@ -248,8 +248,8 @@ def _cpu_layers(model: torch.nn.Module, input_shape, dtype: torch.dtype = torch.
             weight = F.pad(weight, pad)
         return weight, None if bias is None else bias.detach().to(dtype)
 
-    def conv(weight, bias, k, s, slope, size):
-        p = (k - 1) // 2
+    def conv(weight, bias, k, s, slope, size, p=None):
+        p = (k - 1) // 2 if p is None else p
         weight, bias = prep(weight, bias, 1, size[1])
         if fused:
             try:
@@ -278,6 +278,32 @@ def _cpu_layers(model: torch.nn.Module, input_shape, dtype: torch.dtype = torch.
             return lambda x: F.conv_transpose2d(x, wcl, bias, stride=2, padding=1)
         return lambda x: F.leaky_relu_(F.conv_transpose2d(x, wcl, bias, stride=2, padding=1), slope)
 
+    def deconv_into(weight, bias, slope, size):
+        """fn(x, out): the decoder's ConvTranspose2d(k4, s2, p1) + LeakyReLU written into ``out``
+        (a channel slice of the concat buffer). With oneDNN it runs sub-pixel: one 2x2 convolution
+        (padding 1) with 4 * Cout outputs, one group per output parity, whose results are
+        interleaved into ``out``; this replaces oneDNN's strided deconvolution (1.2-1.6x faster
+        on the 1/16 and 1/8 decoder stages, NOTES.md) and the concat's copy of the deconv output."""
+        if fused:
+            wp, bp = prep(weight, bias, 0, size[1])
+            cout = wp.shape[1]
+            # out[2m+a, 2n+c] = sum_{i,j} x[m-1+a+i, n-1+c+j] * w[:, :, 3-a-2i, 3-c-2j]
+            sub = torch.cat([wp[:, :, [3 - a, 1 - a]][:, :, :, [3 - c, 1 - c]].transpose(0, 1)
+                             for a in (0, 1) for c in (0, 1)]).contiguous()
+            y_of = conv(sub, bp.repeat(4), 2, 1, slope, size, p=1)
+            h_in, w_in = size[2], size[3]
+
+            def run(x, out):
+                y = y_of(x)
+                h, w = x.shape[2], x.shape[3]
+                for g, (a, c) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+                    out[:, :, a::2, c::2].copy_(y[:, g * cout : (g + 1) * cout, a : a + h, c : c + w])
+                return out
+
+            return run
+        plain = deconv(weight, bias, slope, size)
+        return lambda x, out: out.copy_(plain(x))
+
     for name, cin, _, k, s in ENCODER:
         m = getattr(model, name)[0]
         layers[name] = conv(m.weight, m.bias, k, s, LRELU_SLOPE, (b, cin, h, w))
@@ -290,7 +316,7 @@ def _cpu_layers(model: torch.nn.Module, input_shape, dtype: torch.dtype = torch.
         if up is not None:
             layers[up] = deconv(getattr(model, up).weight, None, 1.0, (b, 2, h, w))
             m = getattr(model, dec)[0]
-            layers[dec] = deconv(m.weight, m.bias, LRELU_SLOPE, (b, cin, h, w))
+            layers[dec] = deconv_into(m.weight, m.bias, LRELU_SLOPE, (b, cin, h, w))
         h, w = 2 * h, 2 * w
     return layers
 
@@ -302,19 +328,22 @@ def _cpu_concat_channels(c: int, dtype: torch.dtype) -> int:
     return (c + 31) // 32 * 32 if dtype == torch.bfloat16 else c
 
 
-def _concat_cpu(parts, channels: int) -> torch.Tensor:
-    """torch.cat of channels_last tensors along dim 1, zero-padded to ``channels``."""
-    used = sum(t.shape[1] for t in parts)
-    if used == channels:
-        return torch.cat(parts, 1)
-    b, _, h, w = parts[0].shape
-    out = torch.empty((b, channels, h, w), dtype=parts[0].dtype, memory_format=torch.channels_last)
-    c = 0
-    for t in parts:
-        out[:, c : c + t.shape[1]].copy_(t)
-        c += t.shape[1]
-    out[:, c:].zero_()
+def _decoder_stage_cpu(layer, x: torch.Tensor, skip: torch.Tensor, flow_up: torch.Tensor, dec: str,
+                       channels: int) -> torch.Tensor:
+    """One decoder concat buffer (B, channels, h, w) channels_last: [skip | dec(x) | flow_up | zeros];
+    the deconvolution writes its slice in place."""
+    b, ce, h, w = skip.shape
+    out = torch.empty((b, channels, h, w), dtype=skip.dtype, memory_format=torch.channels_last)
+    out[:, :ce].copy_(skip)
+    cd = _DECODER_COUT[dec]
+    layer[dec](x, out[:, ce : ce + cd])
+    out[:, ce + cd : ce + cd + 2].copy_(flow_up)
+    if channels > ce + cd + 2:
+        out[:, ce + cd + 2 :].zero_()
     return out
+
+
+_DECODER_COUT = {name: cout for name, _, cout in DECODER}
 
 
 class _Plan:
@@ -517,7 +546,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
             x = outs[name] = layer[name](x)
         for (dec, _, _), (cname, enc, *_), (pred, _, up) in zip(DECODER, _CONCATS, FLOW_HEADS):
             flow_up = layer[up](layer[pred](x))
-            x = _concat_cpu((outs[enc], layer[dec](x), flow_up), layer["concat_channels"][cname])
+            x = _decoder_stage_cpu(layer, x, outs[enc], flow_up, dec, layer["concat_channels"][cname])
         return ops.upsample_flow(layer["predict_flow2"](x), self.div_flow)
 
     # ------------------------------------------------------------------ CUDA
