@@ -1,10 +1,16 @@
-"""Build of fastflow._C: a torch-free pybind11 extension (DESIGN.md section 4).
+"""Build of fastflow._C and fastflow._simt: torch-free pybind11 extensions (DESIGN.md section 4).
 
-The C++ sources (bindings + CPU ops) are always built. When nvcc is found (CUDA_HOME/bin/nvcc or
-PATH) and FASTFLOW_NO_CUDA is not set, every csrc/*.cu is compiled by nvcc for the architectures in
-FASTFLOW_CUDA_ARCHS (default "80;86;89;90", plus PTX of the newest so later GPUs can JIT it) and
-linked with the static CUDA runtime, so importing needs neither a GPU nor a driver. nvcc jobs run in
-parallel (FASTFLOW_BUILD_JOBS, default: the CPU count).
+fastflow._C: the C++ sources (bindings + CPU ops) are always built. When nvcc is found
+(CUDA_HOME/bin/nvcc or PATH) and FASTFLOW_NO_CUDA is not set, every csrc/*.cu is compiled by nvcc
+for the architectures in FASTFLOW_CUDA_ARCHS (default "80;86;89;90", plus PTX of the newest so later
+GPUs can JIT it) and linked with the static CUDA runtime, so importing needs neither a GPU nor a
+driver. nvcc jobs run in parallel (FASTFLOW_BUILD_JOBS, default: the CPU count).
+
+fastflow._simt: the same CUDA kernel sources (csrc/*.cu, plus the fixture kernels csrc/simt/*.cu)
+compiled by the system C++ compiler as host code against the SIMT runtime (csrc/simt/*.cpp), which
+runs them on the CPU with race, bounds and barrier checks. No CUDA toolkit needed; built by every
+install (FASTFLOW_NO_SIMT=1 skips it; a compiler without -fsanitize=thread instrumentation makes the
+build skip it with a message).
 """
 import os
 import re
@@ -14,13 +20,22 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pybind11.setup_helpers import Pybind11Extension
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
+SIMT = CSRC / "simt"
 DEFAULT_ARCHS = "80;86;89;90"
+# Kernel sources of the SIMT build: host C++ with the CUDA stand-ins force-included, every load and
+# store instrumented (-fsanitize=thread callbacks, implemented by the runtime; libtsan is not
+# linked). -O1 keeps the build quick; no FP contraction, so results do not depend on the host's FMA.
+SIMT_KERNEL_FLAGS = [
+    "-x", "c++", "-std=c++17", "-O1", "-g1", "-fPIC", "-fvisibility=hidden", "-fno-strict-aliasing",
+    "-ffp-contract=off", "-fsanitize=thread", "-DFASTFLOW_SIMT=1", "-include", str(SIMT / "host_cuda.h"),
+    "-I", str(CSRC), "-I", str(SIMT / "include"),
+]
 
 
 def log(msg: str) -> None:
@@ -81,9 +96,65 @@ def gencode_flags(archs: str):
     return items, flags
 
 
+def jobs() -> int:
+    return max(1, int(os.environ.get("FASTFLOW_BUILD_JOBS", os.cpu_count() or 1)))
+
+
+def run_compile(name: str, cmd) -> None:
+    log(f"compile {name}")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.stdout.strip() or r.stderr.strip():
+        print(r.stdout + r.stderr, flush=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"compilation of {name} failed:\n" + " ".join(cmd))
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
-        ext = self.extensions[0]
+        for ext in list(self.extensions):
+            if ext.name == "fastflow._simt":
+                self.prepare_simt(ext)
+            else:
+                self.prepare_c(ext)
+        super().build_extensions()
+
+    def build_extension(self, ext):
+        # Both extensions compile bindings.cpp (with different macros): separate object directories.
+        base = self.build_temp
+        self.build_temp = os.path.join(base, ext.name.rsplit(".", 1)[-1])
+        try:
+            super().build_extension(ext)
+        finally:
+            self.build_temp = base
+
+    def prepare_simt(self, ext):
+        if os.environ.get("FASTFLOW_NO_SIMT", "") not in ("", "0"):
+            log("FASTFLOW_NO_SIMT is set: not building fastflow._simt")
+            self.extensions.remove(ext)
+            return
+        cxx = (getattr(self.compiler, "compiler_cxx", None) or ["c++"])[0]
+        version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+        # Only the load/store callbacks are wanted: no function entry/exit callbacks.
+        tsan_param = (["-mllvm", "-tsan-instrument-func-entry-exit=0"] if "clang" in version
+                      else ["--param=tsan-instrument-func-entry-exit=0"])
+        out_dir = Path(self.build_temp) / "simt"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sources = sorted(CSRC.glob("*.cu")) + sorted(SIMT.glob("*.cu"))
+
+        def one(src: Path) -> str:
+            obj = out_dir / ("_".join(src.relative_to(CSRC).with_suffix("").parts) + ".o")
+            run_compile(f"{src.relative_to(ROOT)} (SIMT host build)",
+                        [cxx, *SIMT_KERNEL_FLAGS, *tsan_param, "-c", str(src), "-o", str(obj)])
+            return str(obj)
+
+        try:
+            with ThreadPoolExecutor(max_workers=jobs()) as pool:
+                ext.extra_objects += list(pool.map(one, sources))
+        except RuntimeError as e:
+            log(f"not building fastflow._simt (the SIMT host runtime): {e}")
+            self.extensions.remove(ext)
+
+    def prepare_c(self, ext):
         nvcc = find_nvcc()
         archs = ""
         version = ""
@@ -99,38 +170,47 @@ class BuildExt(build_ext):
             ext.libraries += ["cudart_static", "rt", "pthread", "dl"]
             ext.define_macros.append(("FASTFLOW_WITH_CUDA", "1"))
         ext.define_macros += [("FASTFLOW_CUDA_ARCHS", f'"{archs}"'), ("FASTFLOW_NVCC_VERSION", f'"{version}"')]
-        super().build_extensions()
 
     def compile_cuda(self, nvcc, gencode, inc):
         sources = sorted(CSRC.glob("*.cu"))
         out_dir = Path(self.build_temp) / "cuda"
         out_dir.mkdir(parents=True, exist_ok=True)
-        jobs = int(os.environ.get("FASTFLOW_BUILD_JOBS", os.cpu_count() or 1))
         extra = os.environ.get("FASTFLOW_NVCC_FLAGS", "").split()
 
         def one(src: Path) -> str:
             obj = out_dir / (src.stem + ".o")
-            cmd = [nvcc, "-c", str(src), "-o", str(obj), "-std=c++17", "-O3", "-I", str(CSRC), "-I", inc,
-                   "-Xcompiler", "-fPIC", "--expt-relaxed-constexpr", "-DFASTFLOW_WITH_CUDA=1",
-                   "-Xptxas", "-warn-spills", "-Werror", "cross-execution-space-call", *gencode, *extra]
-            log(f"nvcc {src.name}")
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.stdout.strip() or r.stderr.strip():
-                print(r.stdout + r.stderr, flush=True)
-            if r.returncode != 0:
-                raise RuntimeError(f"nvcc failed on {src.name}:\n" + " ".join(cmd))
+            run_compile(f"{src.name} (nvcc)", [
+                nvcc, "-c", str(src), "-o", str(obj), "-std=c++17", "-O3", "-I", str(CSRC), "-I", inc,
+                "-Xcompiler", "-fPIC", "--expt-relaxed-constexpr", "-DFASTFLOW_WITH_CUDA=1",
+                "-Xptxas", "-warn-spills", "-Werror", "cross-execution-space-call", *gencode, *extra])
             return str(obj)
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=jobs()) as pool:
             return list(pool.map(one, sources))
 
 
-ext = Pybind11Extension(
+def rel(paths):
+    return sorted(str(p.relative_to(ROOT)) for p in paths)
+
+
+# The C++ sources of each extension compile in parallel (FASTFLOW_BUILD_JOBS, default: CPU count).
+ParallelCompile("FASTFLOW_BUILD_JOBS", default=0).install()
+
+ext_c = Pybind11Extension(
     "fastflow._C",
-    sorted(str(p.relative_to(ROOT)) for p in [CSRC / "bindings.cpp", *CSRC.glob("cpu/*.cpp")]),
+    rel([CSRC / "bindings.cpp", *CSRC.glob("cpu/*.cpp")]),
     include_dirs=[str(CSRC)],
     cxx_std=17,
     extra_compile_args=["-O3"],
 )
+# The same bindings (CUDA ops only), the SIMT runtime, and the kernel objects of prepare_simt.
+ext_simt = Pybind11Extension(
+    "fastflow._simt",
+    rel([CSRC / "bindings.cpp", *SIMT.glob("*.cpp")]),
+    include_dirs=[str(CSRC)],
+    define_macros=[("FASTFLOW_SIMT", "1")],
+    cxx_std=17,
+    extra_compile_args=["-O2"],
+)
 
-setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
+setup(ext_modules=[ext_c, ext_simt], cmdclass={"build_ext": BuildExt})

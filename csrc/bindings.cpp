@@ -13,8 +13,27 @@
 
 #include "flow_head.h"
 #include "ops.h"
+#include "ptx_probe.h"
+
+// The same bindings build two modules: fastflow._C (CPU ops, plus the CUDA kernels when nvcc built
+// them: FASTFLOW_WITH_CUDA) and fastflow._simt (FASTFLOW_SIMT: the CUDA kernels compiled as host
+// C++ and run on the CPU by the SIMT runtime in csrc/simt/, with "device" 0 standing for it).
+#if defined(FASTFLOW_SIMT)
+#define FF_KERNELS 1
+#define FF_MODULE_NAME _simt
+namespace ffsim {
+void bind_module(pybind11::module_& m);
+}
+// FF_CPU(op, call): the CPU version of an op; fastflow._simt holds the CUDA kernels only.
+#define FF_CPU(OP, ...) \
+  throw std::invalid_argument(std::string("fastflow.") + OP + ": fastflow._simt runs the CUDA kernels only (device 0)")
+#else
+#define FF_MODULE_NAME _C
+#define FF_CPU(OP, ...) __VA_ARGS__
 #ifdef FASTFLOW_WITH_CUDA
+#define FF_KERNELS 1
 #include <cuda_runtime.h>
+#endif
 #endif
 
 namespace py = pybind11;
@@ -38,7 +57,7 @@ std::array<int64_t, N> strides(const std::vector<int64_t>& v, const char* op, co
 }
 
 void require_cuda(int device, const char* op) {
-#ifdef FASTFLOW_WITH_CUDA
+#ifdef FF_KERNELS
   (void)device;
   (void)op;
 #else
@@ -67,9 +86,9 @@ void normalize_pack(uintptr_t in, const std::vector<int64_t>& in_stride, int64_t
   require_cuda(device, op);
   py::gil_scoped_release release;
   if (device < 0) {
-    normalize_pack_cpu(p);
+    FF_CPU(op, normalize_pack_cpu(p));
   } else {
-#ifdef FASTFLOW_WITH_CUDA
+#ifdef FF_KERNELS
     FF_CHECK(partial != 0, op, "the CUDA version needs a workspace");
     normalize_pack_cuda(p, reinterpret_cast<float*>(partial), device, stream);
 #endif
@@ -94,9 +113,9 @@ void upsample_flow(uintptr_t in, int in_dtype, const std::vector<int64_t>& in_st
   require_cuda(device, op);
   py::gil_scoped_release release;
   if (device < 0) {
-    upsample_flow_cpu(p);
+    FF_CPU(op, upsample_flow_cpu(p));
   } else {
-#ifdef FASTFLOW_WITH_CUDA
+#ifdef FF_KERNELS
     upsample_flow_cuda(p, device, stream);
 #endif
   }
@@ -130,9 +149,9 @@ void warp(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, uintpt
   require_cuda(device, op);
   py::gil_scoped_release release;
   if (device < 0) {
-    warp_cpu(p);
+    FF_CPU(op, warp_cpu(p));
   } else {
-#ifdef FASTFLOW_WITH_CUDA
+#ifdef FF_KERNELS
     warp_cuda(p, device, stream);
 #endif
   }
@@ -173,9 +192,9 @@ void flow_head(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, i
   require_cuda(device, op);
   py::gil_scoped_release release;
   if (device < 0) {
-    flow_head_cpu(p);
+    FF_CPU(op, flow_head_cpu(p));
   } else {
-#ifdef FASTFLOW_WITH_CUDA
+#ifdef FF_KERNELS
     flow_head_cuda(p, device, stream);
 #endif
   }
@@ -255,9 +274,9 @@ void igemm_run(bool deconv, uintptr_t x, int64_t B, int64_t H, int64_t W, int64_
   require_cuda(device, op);
   py::gil_scoped_release release;
   if (device < 0) {
-    igemm_emulate(p, plan);
+    FF_CPU(op, igemm_emulate(p, plan));
   } else {
-#ifdef FASTFLOW_WITH_CUDA
+#ifdef FF_KERNELS
     if (deconv)
       deconv_lrelu_cuda(p, plan, device, stream);
     else
@@ -282,9 +301,28 @@ void deconv_lrelu(uintptr_t x, int64_t B, int64_t h, int64_t w_, int64_t Cx, int
             workspace_elems, num_sms, split_k, device, stream);
 }
 
+// Runs one PTX probe kernel (ptx_probe.h) on device >= 0; no CPU version.
+void ptx_probe(int kind, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t out, int n, int device, int64_t stream) {
+  const char* op = "ptx_probe";
+  FF_CHECK(device >= 0, op, "the probes run CUDA kernels only (a GPU, or fastflow._simt)");
+  FF_CHECK(kind >= 0 && kind <= int(PtxProbe::kCpAsync), op, "unknown probe kind ", kind);
+  require_cuda(device, op);
+  py::gil_scoped_release release;
+#ifdef FF_KERNELS
+  ptx_probe_cuda(kind, reinterpret_cast<const void*>(a), reinterpret_cast<const void*>(b),
+                 reinterpret_cast<const void*>(c), reinterpret_cast<void*>(out), n, device, stream);
+#endif
+  (void)a, (void)b, (void)c, (void)out, (void)n, (void)stream;
+}
+
 py::dict build_info() {
   py::dict d;
-#ifdef FASTFLOW_WITH_CUDA
+#if defined(FASTFLOW_SIMT)
+  d["cuda_compiled"] = false;
+  d["cuda_runtime_version"] = py::none();
+  d["cuda_ops"] = std::vector<std::string>{"normalize_pack", "upsample_flow", "warp", "flow_head", "conv2d_lrelu",
+                                            "deconv_lrelu"};
+#elif defined(FASTFLOW_WITH_CUDA)
   d["cuda_compiled"] = true;
   int rt = 0;
   cudaRuntimeGetVersion(&rt);
@@ -310,7 +348,7 @@ py::dict build_info() {
 
 // Number of CUDA devices our runtime sees (0 without a driver; never raises).
 int cuda_device_count() {
-#ifdef FASTFLOW_WITH_CUDA
+#if defined(FASTFLOW_WITH_CUDA) && !defined(FASTFLOW_SIMT)
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
     cudaGetLastError();
@@ -324,8 +362,13 @@ int cuda_device_count() {
 
 }  // namespace
 
-PYBIND11_MODULE(_C, m) {
+PYBIND11_MODULE(FF_MODULE_NAME, m) {
+#if defined(FASTFLOW_SIMT)
+  m.doc() = "fastflow's CUDA kernels run on the CPU by the SIMT host runtime (device 0; see fastflow.ops.simt)";
+  ffsim::bind_module(m);
+#else
   m.doc() = "fastflow kernels (torch-free; see fastflow.ops for the Python API)";
+#endif
   m.def("normalize_pack", &normalize_pack, "RGB pair (B,3,2,H,W) -> normalised NHWC network input");
   m.def("upsample_flow", &upsample_flow, "flow2 * div_flow, bilinear x4 -> (B,2,4h,4w) float32");
   m.def("warp", &warp, "bilinear backward warp, border (Resample2d) or zeros padding");
@@ -338,6 +381,7 @@ PYBIND11_MODULE(_C, m) {
         "emulation of the CUDA kernel's tiling, for tests)");
   m.def("igemm_plan", &igemm_plan,
         "(config, bm, bn, bk, splits, workspace_elems) the conv/deconv kernels use for a shape");
+  m.def("ptx_probe", &ptx_probe, "known-answer probe of one wrapped PTX instruction (csrc/ptx_probe.h)");
   m.def("build_info", &build_info, "how this extension was built");
   m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible to the extension's runtime");
 }

@@ -1,4 +1,11 @@
-// CUDA-side helpers: error reporting with the op's name, device/stream from the binding's integers.
+// CUDA-side helpers: error reporting with the op's name, device/stream from the binding's integers,
+// and the few constructs that differ between nvcc and the SIMT host build (csrc/simt/: the same
+// kernel sources compiled as host C++ and run on the CPU, one fiber per CUDA thread):
+//   FF_LAUNCH(KERNEL, grid, block, smem, stream, args...)  kernel launch (KERNEL: a kernel or a
+//       template-id in parentheses, e.g. (warp_kernel<T, F>), never a variable)
+//   FF_EXTERN_SHARED(T, name, align)                       extern __shared__ (dynamic) array
+//   FF_SHARED_ARRAY(T, name, n)                            static __shared__ T name[n]
+// Kernel bodies are otherwise plain CUDA; the PTX wrappers in igemm.cuh have a host branch.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -54,6 +61,24 @@ void raise_smem_limit_once(int bytes, int device, const char* op) {
 }
 
 }  // namespace fastflow
+
+#if defined(FASTFLOW_SIMT)
+// (The address is taken first: GCC does not instantiate a function template specialization that
+// only appears as a template argument.)
+#define FF_LAUNCH(KERNEL, GRID, BLOCK, SMEM, STREAM, ...) \
+  do {                                                    \
+    static_cast<void>(KERNEL);                            \
+    ::ffsim::launch<(KERNEL)>(GRID, BLOCK, SMEM, STREAM, __VA_ARGS__); \
+  } while (0)
+#define FF_EXTERN_SHARED(T, NAME, ALIGN) T* NAME = static_cast<T*>(::ffsim::dynamic_smem(ALIGN))
+#define FF_SHARED_ARRAY(T, NAME, N)                                                              \
+  static const char NAME##_ffsim_site = 0;                                                       \
+  T* NAME = static_cast<T*>(::ffsim::static_smem(&NAME##_ffsim_site, #NAME, sizeof(T) * (N), alignof(T)))
+#else
+#define FF_LAUNCH(KERNEL, GRID, BLOCK, SMEM, STREAM, ...) KERNEL<<<GRID, BLOCK, SMEM, STREAM>>>(__VA_ARGS__)
+#define FF_EXTERN_SHARED(T, NAME, ALIGN) extern __shared__ __align__(ALIGN) T NAME[]
+#define FF_SHARED_ARRAY(T, NAME, N) __shared__ T NAME[N]
+#endif
 
 // FF_BOOL_SWITCH(cond, NAME, body): body with `constexpr bool NAME` equal to cond.
 #define FF_BOOL_SWITCH(COND, NAME, ...)   \

@@ -106,7 +106,7 @@ flow_head_kernel(const FlowHeadParams p, const Tiling t) {
   const T* __restrict__ x = static_cast<const T*>(p.x);  // [B, h, w, C] strided
   float* __restrict__ flow = p.flow;                     // [B, h, w, 2]
 
-  extern __shared__ float4 smem4[];
+  FF_EXTERN_SHARED(float4, smem4, 16);
   float* smem = reinterpret_cast<float*>(smem4);
   float* w_s = smem;                              // packed: [9, C, 2] weights, bias, up weight
   const int hh = t.th + 2 * kHalo, hw = t.tw + 2 * kHalo, hp = hh * hw;
@@ -316,10 +316,9 @@ void launch_flow_head(const FlowHeadParams& p, int device, cudaStream_t st, cons
              "cudaDeviceGetAttribute");
   FF_CHECK(smem <= size_t(smem_max), op, "x has ", p.C, " channels; the weights need ", smem,
            " bytes of shared memory, more than the device's ", smem_max);
-  auto kernel = flow_head_kernel<T, kVector, kUp>;
   // Heads of different C share this kernel: allow the device's maximum once, not each launch's size.
   if (smem > 48 * 1024) raise_smem_limit_once<flow_head_kernel<T, kVector, kUp>>(smem_max, device, op);
-  kernel<<<unsigned(blocks), Tr::kThreads, smem, st>>>(p, t);
+  FF_LAUNCH((flow_head_kernel<T, kVector, kUp>), unsigned(blocks), Tr::kThreads, smem, st, p, t);
 }
 
 template <typename T>

@@ -110,6 +110,30 @@ struct KernelTraits {
 };
 
 // ---- device helpers -----------------------------------------------------------------------------
+#if defined(FASTFLOW_SIMT)
+// Host build: the SIMT runtime implements each instruction (csrc/simt/warp_ops.cpp) with the PTX
+// ISA's semantics: cp.async lands at the wait_group that retires it, ldmatrix and mma gather the
+// warp's 32 lanes and use the ISA fragment layouts.
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return ::ffsim::smem_addr(p); }
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+  ::ffsim::cp_async(dst, src, 16, valid ? 16 : 0);
+}
+__device__ __forceinline__ void cp_async_commit() { ::ffsim::cp_async_commit(); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  ::ffsim::cp_async_wait(kPending);
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) { ::ffsim::ldmatrix_x4(r, addr); }
+__device__ __forceinline__ uint32_t to_tf32(uint32_t x) { return ::ffsim::cvt_rna_tf32(x); }
+template <MathMode kMode>
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  static_assert(kMode != MathMode::kF32Simt, "mma path is fp16, bf16 or tf32");
+  ::ffsim::mma_sync(kMode == MathMode::kF16 ? ::ffsim::MmaKind::kF16
+                    : kMode == MathMode::kBF16 ? ::ffsim::MmaKind::kBF16
+                                               : ::ffsim::MmaKind::kTF32,
+                    d, a, b);
+}
+#else
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -164,6 +188,7 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
 }
+#endif  // FASTFLOW_SIMT
 
 // Everything a kernel needs: the call plus the plan's K split and the output store width.
 struct KernelParams {
@@ -198,7 +223,7 @@ __global__ void __launch_bounds__(KernelTraits<kConfig, kMode>::kThreads, Kernel
 igemm_kernel(const KernelParams kp) {
   using Tr = KernelTraits<kConfig, kMode>;
   using T = typename Tr::T;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FF_EXTERN_SHARED(unsigned char, smem, 16);
   const IgemmShape& s = kp.p.shape;
   const T* __restrict__ x = static_cast<const T*>(kp.p.x);  // [B, H, W, Cx]
   const T* __restrict__ w = static_cast<const T*>(kp.p.w);  // [Z, N, K]
@@ -430,14 +455,13 @@ template <int kConfig, MathMode kMode>
 void launch_kernel(const KernelParams& kp, cudaStream_t st, const char* op) {
   using Tr = KernelTraits<kConfig, kMode>;
   const IgemmShape& s = kp.p.shape;
-  auto kernel = igemm_kernel<kConfig, kMode>;
   if (Tr::kSmemBytes > 48 * 1024) {
     int device = 0;
     cuda_check(cudaGetDevice(&device), op, "cudaGetDevice");
     raise_smem_limit_once<igemm_kernel<kConfig, kMode>>(Tr::kSmemBytes, device, op);
   }
   const dim3 grid(ceil_div(s.M(), Tr::kBM), ceil_div(s.N(), Tr::kBN), unsigned(s.Z() * kp.splits));
-  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, st>>>(kp);
+  FF_LAUNCH((igemm_kernel<kConfig, kMode>), grid, Tr::kThreads, Tr::kSmemBytes, st, kp);
   launch_check(op);
 }
 
@@ -476,7 +500,7 @@ void launch_igemm(const IgemmParams& p, const IgemmPlan& plan, int device, int64
   if (plan.splits > 1) {
     const int64_t threads = int64_t(s.Z()) * s.M() * ((s.N() + vec - 1) / vec);
     FF_DISPATCH_CUDA(p.dtype, T, op,
-                     splitk_reduce_kernel<T><<<ceil_div(threads, kReduceThreads), kReduceThreads, 0, st>>>(kp));
+                     FF_LAUNCH(splitk_reduce_kernel<T>, ceil_div(threads, kReduceThreads), kReduceThreads, 0, st, kp));
     launch_check(op);
   }
 }

@@ -46,7 +46,7 @@ mean_partial_kernel(InView in, int64_t H, int64_t W, float* __restrict__ partial
     const int64_t r = k - f * H * W;
     acc += in.at(b, c, f, r / W, r % W);
   }
-  __shared__ float red[kReduceThreads / 32];
+  FF_SHARED_ARRAY(float, red, kReduceThreads / 32);
   for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
   if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = acc;
   __syncthreads();
@@ -82,7 +82,7 @@ pack_kernel(InView in, int64_t B, int64_t H, int64_t W, int C, float inv_rgb_max
             const float* __restrict__ partial /* [B*3, splits] */, OutT* __restrict__ out /* [B, H, W, C] */) {
   const int64_t pix = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t b = blockIdx.y;
-  __shared__ float mean[3];
+  FF_SHARED_ARRAY(float, mean, 3);
   if (threadIdx.x < 3) {
     // Same summation order in every block, so all blocks agree on the mean bit for bit.
     const float* p = partial + (b * 3 + threadIdx.x) * kMeanSplits;
@@ -142,13 +142,13 @@ void normalize_pack_cuda(const NormalizeParams& p, float* partial, int device, i
   if (p.B == 0 || p.H == 0 || p.W == 0) return;
   cudaStream_t st = prepare_launch(device, stream, op);
   InView in{p.in, {p.in_stride[0], p.in_stride[1], p.in_stride[2], p.in_stride[3], p.in_stride[4]}};
-  mean_partial_kernel<<<dim3(unsigned(p.B * 3), kMeanSplits), kReduceThreads, 0, st>>>(in, p.H, p.W, partial);
+  FF_LAUNCH(mean_partial_kernel, dim3(unsigned(p.B * 3), kMeanSplits), kReduceThreads, 0, st, in, p.H, p.W, partial);
   launch_check(op);
   FF_CHECK(p.C != 8 || (reinterpret_cast<uintptr_t>(p.out) & 15u) == 0, op, "output must be 16-byte aligned");
   const dim3 grid(ceil_div(p.H * p.W, kPackThreads), unsigned(p.B));
   FF_DISPATCH_CUDA(p.out_dtype, T, op,
-                   pack_kernel<T><<<grid, kPackThreads, 0, st>>>(in, p.B, p.H, p.W, p.C, 1.f / p.rgb_max, partial,
-                                                                 static_cast<T*>(p.out)));
+                   FF_LAUNCH(pack_kernel<T>, grid, kPackThreads, 0, st, in, p.B, p.H, p.W, p.C, 1.f / p.rgb_max,
+                             partial, static_cast<T*>(p.out)));
   launch_check(op);
 }
 
@@ -161,9 +161,9 @@ void upsample_flow_cuda(const UpsampleParams& p, int device, int64_t stream) {
   FF_CHECK((reinterpret_cast<uintptr_t>(p.out) & 15u) == 0, op, "output must be 16-byte aligned");
   const dim3 grid(ceil_div(4 * p.h * p.w, kUpThreads), unsigned(p.B * 2));
   FF_DISPATCH_CUDA(p.in_dtype, T, op,
-                   upsample_flow_kernel<T><<<grid, kUpThreads, 0, st>>>(
-                       static_cast<const T*>(p.in), p.in_stride[0], p.in_stride[1], p.in_stride[2], p.in_stride[3],
-                       int(p.h), int(p.w), p.div_flow, p.out));
+                   FF_LAUNCH(upsample_flow_kernel<T>, grid, kUpThreads, 0, st, static_cast<const T*>(p.in),
+                             p.in_stride[0], p.in_stride[1], p.in_stride[2], p.in_stride[3], int(p.h), int(p.w),
+                             p.div_flow, p.out));
   launch_check(op);
 }
 

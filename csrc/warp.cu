@@ -42,7 +42,7 @@ template <typename T>
 void launch_warp(const WarpParams& p, cudaStream_t st) {
   FF_CHECK((p.B * p.H * p.W + kWarpThreads - 1) / kWarpThreads <= 0x7FFFFFFF, "warp", "image too large for one grid");
   const unsigned grid = ceil_div(p.B * p.H * p.W, kWarpThreads);
-  FF_DISPATCH_CUDA(p.flow_dtype, F, "warp", warp_kernel<T, F><<<grid, kWarpThreads, 0, st>>>(p));
+  FF_DISPATCH_CUDA(p.flow_dtype, F, "warp", FF_LAUNCH((warp_kernel<T, F>), grid, kWarpThreads, 0, st, p));
 }
 
 }  // namespace

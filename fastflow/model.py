@@ -519,6 +519,8 @@ class FlowNet2S(_ReferenceFlowNet2S):
             if inputs.device.type == "cuda":
                 return self._forward_cuda(inputs)
             if inputs.device.type == "cpu":
+                if ops.simt_active():  # the fused CUDA forward, its kernels run on the CPU (ops.simt)
+                    return self._forward_fused(inputs, graph=False)
                 return self._forward_cpu(inputs)
         raise ValueError(f"fastflow.FlowNet2S runs on CPU or CUDA, not {inputs.device}")
 

@@ -6,11 +6,21 @@ live on the CPU (C++ versions) or on a CUDA GPU (CUDA versions, launched on the 
 The ops are registered with ``torch.library.custom_op`` (namespace ``fastflow``) with fake
 implementations, so ``torch.compile`` and CUDA-graph capture treat them as opaque ops.
 Activations follow one convention: logical NCHW shapes in ``torch.channels_last`` memory.
+
+Inside ``with fastflow.ops.simt():`` the ops given CPU tensors run their CUDA kernels instead, on
+the CPU, through the SIMT host runtime ``fastflow._simt`` (csrc/simt/), which checks them for
+shared-memory races, uninitialised and out-of-bounds accesses, barrier mistakes and more.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Optional, Tuple, Union
+import os
+import re
+import shutil
+import subprocess
+import threading
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import torch
 
@@ -30,6 +40,9 @@ __all__ = [
     "deconv_flops",
     "DTYPE_CODES",
     "MEAN_SPLITS",
+    "simt",
+    "simt_active",
+    "SimtError",
 ]
 
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
@@ -37,10 +50,141 @@ DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 MEAN_SPLITS = 64
 
 
+# ---------------------------------------------------------------------------------------------
+# The SIMT backend: CUDA kernels on CPU tensors (fastflow._simt)
+# ---------------------------------------------------------------------------------------------
+
+SimtError = _backend.SimtError
+# Multiprocessor count the host emulation and the SIMT runtime plan for (an H100), so CPU tests see
+# the GPU's tile configs and split-K.
+EMULATED_SMS = 132
+# Opt-in shared memory per block the SIMT runtime reports (an H100's 227 KB).
+SIMT_SMEM_OPTIN = 232448
+
+
+class _SimtState(threading.local):
+    active = False
+    num_sms = EMULATED_SMS
+    threads = 1
+
+
+_SIMT = _SimtState()
+# The runtime's tensor registry and configuration are process-wide: one SIMT op at a time.
+_SIMT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def simt(num_sms: int = EMULATED_SMS, threads: Optional[int] = None) -> Iterator[None]:
+    """Run fastflow's CUDA kernels on CPU tensors, on the CPU, with checks (for tests and the curious).
+
+    Inside the block (this thread only), every op of this module given CPU tensors launches its
+    CUDA kernel through the SIMT host runtime ``fastflow._simt`` instead of running its CPU
+    version: the same kernel sources, launchers and plans as on a GPU, each CUDA thread a fiber.
+    ``fastflow.FlowNet2S`` in eval mode runs its fused CUDA forward this way on CPU input. A check
+    that fails raises :class:`SimtError` naming the kernel, block, thread and address: shared-memory
+    races between barriers, reads of uninitialised shared memory, use of a cp.async destination
+    before its wait, shared- and global-memory accesses out of bounds (global: outside the tensors
+    passed to the op), misaligned vector / ldmatrix / cp.async addresses, barrier divergence and
+    deadlock, more than 48 KB of dynamic shared memory without the attribute, unrounded tf32 mma
+    operands. Slow (a 64x128 forward takes seconds); new outputs are NaN-poisoned first.
+
+    ``num_sms``: the multiprocessor count the plans (tile config, split-K) and the flow head tiling
+    assume (default 132, as the CPU emulation). ``threads``: OS threads running independent blocks
+    (default: up to 2, the CPU count). Raises ImportError when ``fastflow._simt`` was not built.
+    """
+    lib = _backend.load_simt()
+    if not isinstance(num_sms, int) or not 1 <= num_sms <= 100000:
+        raise ValueError(f"fastflow.ops.simt: num_sms must be an int in 1..100000, got {num_sms!r}")
+    if threads is None:
+        threads = max(1, min(2, os.cpu_count() or 1))
+    if not isinstance(threads, int) or not 1 <= threads <= 256:
+        raise ValueError(f"fastflow.ops.simt: threads must be an int in 1..256, got {threads!r}")
+    del lib
+    saved = (_SIMT.active, _SIMT.num_sms, _SIMT.threads)
+    _SIMT.active, _SIMT.num_sms, _SIMT.threads = True, num_sms, threads
+    try:
+        yield
+    finally:
+        _SIMT.active, _SIMT.num_sms, _SIMT.threads = saved
+
+
+def simt_active() -> bool:
+    """Whether this thread is inside ``fastflow.ops.simt()`` (CPU tensors run the CUDA kernels)."""
+    return _SIMT.active
+
+
+def _simt_on(t: torch.Tensor) -> bool:
+    return _SIMT.active and t.device.type == "cpu"
+
+
+def _span_bytes(t: torch.Tensor) -> int:
+    """Bytes from t's first element to just past its last (non-negative strides)."""
+    if t.numel() == 0:
+        return 0
+    return (sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1) * t.element_size()
+
+
+_CODE_AT = re.compile(r" \[code (\S+?)\+0x([0-9a-f]+)\]")
+
+
+def _symbolize(message: str, module_file: str) -> str:
+    """Adds file:line (addr2line, when installed) to the runtime's "[code lib+0xoffset]" marks."""
+    addr2line = shutil.which("addr2line")
+    if not addr2line:
+        return message
+
+    def one(m: "re.Match") -> str:
+        try:
+            r = subprocess.run([addr2line, "-e", module_file, "-i", hex(int(m.group(2), 16) - 1)],
+                               capture_output=True, text=True, timeout=10)
+            lines = [ln for ln in r.stdout.splitlines() if ln and not ln.startswith("??")]
+        except (OSError, subprocess.SubprocessError):
+            lines = []
+        if not lines:
+            return m.group(0)
+        loc = lines[0].split(" (discriminator")[0]
+        if "/csrc/" in loc:
+            loc = "csrc/" + loc.split("/csrc/", 1)[1]
+        return f" [at {loc}]"
+
+    return _CODE_AT.sub(one, message)
+
+
+@contextlib.contextmanager
+def _kernels(op: str, t: torch.Tensor, reads: Dict[str, Optional[torch.Tensor]],
+             writes: Dict[str, Optional[torch.Tensor]]):
+    """The extension to launch with: ``fastflow._C``, or inside ``simt()`` on CPU tensors
+    ``fastflow._simt`` with the op's tensors registered (global accesses outside them, and writes
+    to the ``reads``, are reported)."""
+    if not _simt_on(t):
+        yield _backend.load()
+        return
+    lib = _backend.load_simt()
+    bufs = [(x.data_ptr(), _span_bytes(x), name, True) for name, x in writes.items() if x is not None]
+    bufs += [(x.data_ptr(), _span_bytes(x), name, False) for name, x in reads.items() if x is not None]
+    with _SIMT_LOCK:
+        lib.configure(_SIMT.num_sms, SIMT_SMEM_OPTIN, _SIMT.threads)
+        lib.set_buffers(bufs)
+        try:
+            yield lib
+        except SimtError as e:
+            raise SimtError(f"fastflow.{op}: " + _symbolize(str(e), lib.__file__)) from None
+        finally:
+            lib.set_buffers([])
+
+
+def _empty(*shape, dtype: torch.dtype, like: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """torch.empty on like's device; NaN-filled under simt() so that unwritten elements show."""
+    t = torch.empty(shape, dtype=dtype, device=like.device, memory_format=memory_format)
+    if _simt_on(like):
+        t.fill_(float("nan"))
+    return t
+
+
 def _device_args(t: torch.Tensor) -> Tuple[int, int]:
-    """(device index or -1 for the CPU, current CUDA stream handle or 0)."""
+    """(device index or -1 for the CPU, current CUDA stream handle or 0); 0, 0 for the SIMT runtime."""
     if t.device.type == "cpu":
-        return -1, 0
+        return (0, 0) if _SIMT.active else (-1, 0)
     if t.device.type == "cuda":
         idx = t.device.index if t.device.index is not None else torch.cuda.current_device()
         return idx, torch.cuda.current_stream(idx).cuda_stream
@@ -76,14 +220,12 @@ def _normalize_pack_impl(pair: torch.Tensor, rgb_max: float, out: torch.Tensor) 
     dispatcher): pair float32 (B, 3, 2, H, W), out contiguous channels_last (B, 6|8, H, W)."""
     b, _, _, h, w = pair.shape
     device, stream = _device_args(pair)
-    partial = 0
-    if device >= 0:
-        ws = torch.empty(b * 3 * MEAN_SPLITS, dtype=torch.float32, device=pair.device)
-        partial = ws.data_ptr()
-    _backend.load().normalize_pack(
-        pair.data_ptr(), list(pair.stride()), b, h, w, out.data_ptr(), DTYPE_CODES[out.dtype], out.shape[1],
-        float(rgb_max), partial, device, stream,
-    )
+    ws = _empty(b * 3 * MEAN_SPLITS, dtype=torch.float32, like=pair) if device >= 0 else None
+    with _kernels("normalize_pack", pair, {"pair": pair}, {"out": out, "partial": ws}) as lib:
+        lib.normalize_pack(
+            pair.data_ptr(), list(pair.stride()), b, h, w, out.data_ptr(), DTYPE_CODES[out.dtype], out.shape[1],
+            float(rgb_max), 0 if ws is None else ws.data_ptr(), device, stream,
+        )
 
 
 _normalize_pack_op = torch.library.custom_op("fastflow::normalize_pack", mutates_args=("out",))(_normalize_pack_impl)
@@ -123,7 +265,7 @@ def normalize_pack(
             raise ValueError(f"fastflow.{op}: channels must be 6 or 8, got {channels}")
         if dtype not in DTYPE_CODES:
             raise ValueError(f"fastflow.{op}: dtype must be float32, float16 or bfloat16, got {dtype}")
-        out = torch.empty((b, channels, h, w), dtype=dtype, device=pair.device, memory_format=torch.channels_last)
+        out = _empty(b, channels, h, w, dtype=dtype, like=pair, memory_format=torch.channels_last)
     else:
         _check_tensor("out", op, out)
         _check_float("out", op, out)
@@ -148,12 +290,13 @@ def normalize_pack(
 def _upsample_flow_impl(flow2: torch.Tensor, div_flow: float) -> torch.Tensor:
     """The launch alone (no validation, no dispatcher): flow2 (B, 2, h, w) float32/16-bit."""
     b, _, h, w = flow2.shape
-    out = torch.empty((b, 2, 4 * h, 4 * w), dtype=torch.float32, device=flow2.device)
+    out = _empty(b, 2, 4 * h, 4 * w, dtype=torch.float32, like=flow2)
     device, stream = _device_args(flow2)
-    _backend.load().upsample_flow(
-        flow2.data_ptr(), DTYPE_CODES[flow2.dtype], list(flow2.stride()), b, h, w, float(div_flow), out.data_ptr(),
-        device, stream,
-    )
+    with _kernels("upsample_flow", flow2, {"flow2": flow2}, {"out": out}) as lib:
+        lib.upsample_flow(
+            flow2.data_ptr(), DTYPE_CODES[flow2.dtype], list(flow2.stride()), b, h, w, float(div_flow), out.data_ptr(),
+            device, stream,
+        )
     return out
 
 
@@ -191,13 +334,16 @@ def upsample_flow(flow2: torch.Tensor, div_flow: float = 20.0) -> torch.Tensor:
 def _warp_op(x: torch.Tensor, flow: torch.Tensor, zeros: bool, with_mask: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     b, c, h, w = x.shape
     out = torch.empty_like(x)  # preserves channels_last
-    mask = torch.empty((b, 1, h, w) if with_mask else (0,), dtype=x.dtype, device=x.device)
+    mask = _empty(*((b, 1, h, w) if with_mask else (0,)), dtype=x.dtype, like=x)
+    if _simt_on(x):
+        out.fill_(float("nan"))
     device, stream = _device_args(x)
-    _backend.load().warp(
-        x.data_ptr(), DTYPE_CODES[x.dtype], list(x.stride()), flow.data_ptr(), DTYPE_CODES[flow.dtype],
-        list(flow.stride()), b, c, h, w, out.data_ptr(), list(out.stride()), mask.data_ptr() if with_mask else 0,
-        zeros, device, stream,
-    )
+    with _kernels("warp", x, {"x": x, "flow": flow}, {"out": out, "mask": mask if with_mask else None}) as lib:
+        lib.warp(
+            x.data_ptr(), DTYPE_CODES[x.dtype], list(x.stride()), flow.data_ptr(), DTYPE_CODES[flow.dtype],
+            list(flow.stride()), b, c, h, w, out.data_ptr(), list(out.stride()), mask.data_ptr() if with_mask else 0,
+            zeros, device, stream,
+        )
     return out, mask
 
 
@@ -433,13 +579,14 @@ def pack_flow_head(
 def _flow_head_op(x: torch.Tensor, packed: torch.Tensor, out: Optional[torch.Tensor], out_channel_offset: int) -> torch.Tensor:
     b, c, h, w = x.shape
     _, has_up = _flow_head_layout("flow_head", packed)
-    flow = torch.empty((b, 2, h, w), dtype=torch.float32, device=x.device, memory_format=torch.channels_last)
+    flow = _empty(b, 2, h, w, dtype=torch.float32, like=x, memory_format=torch.channels_last)
     device, stream = _device_args(x)
-    _backend.load().flow_head(
-        x.data_ptr(), DTYPE_CODES[x.dtype], list(x.stride()), b, c, h, w, packed.data_ptr(), has_up,
-        flow.data_ptr(), out.data_ptr() if has_up else 0, list(out.stride()) if has_up else [],
-        out.shape[1] if has_up else 0, int(out_channel_offset), device, stream,
-    )
+    with _kernels("flow_head", x, {"x": x, "packed": packed}, {"flow": flow, "out": out if has_up else None}) as lib:
+        lib.flow_head(
+            x.data_ptr(), DTYPE_CODES[x.dtype], list(x.stride()), b, c, h, w, packed.data_ptr(), has_up,
+            flow.data_ptr(), out.data_ptr() if has_up else 0, list(out.stride()) if has_up else [],
+            out.shape[1] if has_up else 0, int(out_channel_offset), device, stream,
+        )
     return flow
 
 
@@ -510,7 +657,7 @@ def flow_head(
     elif offset != 0:
         raise ValueError(f"fastflow.{op}: out_channel_offset={offset} needs an out buffer")
     elif has_up:
-        out = torch.empty((b, 2, 2 * h, 2 * w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+        out = _empty(b, 2, 2 * h, 2 * w, dtype=x.dtype, like=x, memory_format=torch.channels_last)
     flow = _flow_head_op(x, packed, out, offset)
     return flow, (out[:, offset : offset + 2] if has_up else None)
 
@@ -519,8 +666,6 @@ def flow_head(
 # conv2d_lrelu / deconv_lrelu: implicit-GEMM conv + bias + LeakyReLU into a channel slice
 # ---------------------------------------------------------------------------------------------
 
-# Multiprocessor count the host emulation plans for (an H100), so CPU tests see the GPU's split-K.
-EMULATED_SMS = 132
 # ConvTranspose2d(k4, s2, p1) kernel row (column) index of sub-pixel tap t at output parity a
 # (DESIGN.md section 5; csrc/igemm_math.h deconv_kernel_index).
 DECONV_TAPS = ((1, 3), (2, 0))
@@ -588,7 +733,7 @@ def _num_sms(t: torch.Tensor) -> int:
     if t.device.type == "cuda":
         idx = t.device.index if t.device.index is not None else torch.cuda.current_device()
         return torch.cuda.get_device_properties(idx).multi_processor_count
-    return EMULATED_SMS
+    return _SIMT.num_sms if _SIMT.active else EMULATED_SMS
 
 
 def _igemm_call(
@@ -599,21 +744,24 @@ def _igemm_call(
     if x.data_ptr() % 16 or weight.data_ptr() % 16:
         op = "deconv_lrelu" if deconv else "conv2d_lrelu"
         raise ValueError(f"fastflow.{op}: x and the packed weight must start at 16-byte aligned addresses")
-    C = _backend.load()
     b, cx, h, w = x.shape
     dtype_code = DTYPE_CODES[x.dtype]
     num_sms = _num_sms(x)
-    ws_elems = C.igemm_plan(deconv, b, h, w, cx, cout, ksize, stride, dtype_code, allow_tf32, num_sms, split_k)[5]
-    ws = torch.empty(ws_elems, dtype=torch.float32, device=x.device) if ws_elems > 0 else None
+    plan = _backend.load().igemm_plan(deconv, b, h, w, cx, cout, ksize, stride, dtype_code, allow_tf32, num_sms, split_k)
+    ws_elems = plan[5]
+    ws = _empty(ws_elems, dtype=torch.float32, like=x) if ws_elems > 0 else None
     device, stream = _device_args(x)
     common = (
         0 if bias is None else bias.data_ptr(), out.data_ptr(), out.shape[1], offset, float(slope), dtype_code,
         bool(allow_tf32), 0 if ws is None else ws.data_ptr(), ws_elems, num_sms, split_k, device, stream,
     )
-    if deconv:
-        C.deconv_lrelu(x.data_ptr(), b, h, w, cx, _pixel_stride(x), weight.data_ptr(), cout, *common)
-    else:
-        C.conv2d_lrelu(x.data_ptr(), b, h, w, cx, _pixel_stride(x), weight.data_ptr(), cout, ksize, stride, *common)
+    op = "deconv_lrelu" if deconv else "conv2d_lrelu"
+    with _kernels(op, x, {"x": x, "weight": weight, "bias": bias}, {"out": out, "workspace": ws}) as lib:
+        if deconv:
+            lib.deconv_lrelu(x.data_ptr(), b, h, w, cx, _pixel_stride(x), weight.data_ptr(), cout, *common)
+        else:
+            lib.conv2d_lrelu(x.data_ptr(), b, h, w, cx, _pixel_stride(x), weight.data_ptr(), cout, ksize, stride,
+                             *common)
 
 
 @torch.library.custom_op("fastflow::conv2d_lrelu", mutates_args=("out",))
@@ -688,7 +836,7 @@ def _igemm_args(
     if out is None:
         if off != 0:
             raise ValueError(f"fastflow.{op}: out_channel_offset={off} needs an out buffer")
-        out = torch.empty(out_shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+        out = _empty(*out_shape, dtype=x.dtype, like=x, memory_format=torch.channels_last)
     else:
         _check_tensor("out", op, out)
         if out.dtype != x.dtype:
