@@ -152,3 +152,16 @@ def test_bf16_one_packing_many_shapes(weights):
             assert got.shape == (b, 2, h, w)
             assert rel_err(got, want) < 0.02
     assert len(fast._plans) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_without_onednn_plain_pytorch_convolutions(weights, monkeypatch, dtype):
+    """A torch without oneDNN: channels_last PyTorch convolutions and transposed convolutions
+    (no sub-pixel decoder), still the reference's numbers."""
+    monkeypatch.setattr(model_mod, "_mkldnn_ok", lambda dt: False)
+    fast, ref = _models(weights, dtype)
+    x = motorcycle_pair(64, 128)
+    ref_w = Reference().eval()
+    ref_w.load_state_dict({k: v.to(dtype).float() for k, v in weights.items()})
+    with torch.no_grad():
+        assert rel_err(fast(x), ref_w(x)) <= 1e-5  # bf16 without oneDNN computes in fp32
