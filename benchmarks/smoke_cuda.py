@@ -10,7 +10,9 @@ Exit status: 0 all cases ok, 1 some failed.
 
 ``--device cpu`` runs the same code paths on the CPU versions of the ops (conv/deconv as host
 emulations of the CUDA kernels' tiling, the model through the fused forward's orchestration);
-``--tiny`` shrinks every shape (the suite's dry run without a GPU). Tolerances are DESIGN.md section 7's.
+``--tiny`` shrinks every shape (the suite's dry run without a GPU). ``--simt`` runs the CUDA kernels
+themselves on the CPU through the SIMT host runtime (``fastflow.ops.simt()``, when the build has
+``fastflow._simt``). Tolerances are DESIGN.md section 7's.
 """
 import argparse
 import os
@@ -48,12 +50,37 @@ class Smoke:
             print(f"CASE {name}: FAIL {type(e).__name__}: {msg}", flush=True)
 
 
+class _NoPytest:
+    """Stands in for pytest when the machine lacks it: the test helpers this script imports only use
+    it for decorators (marks, fixtures, params) at import time."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return args[0] if len(args) == 1 and callable(args[0]) and not kwargs else self
+
+
+def _in_simt(ops, fn):
+    with ops.simt():
+        return fn()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--tiny", action="store_true", help="smallest shapes (CPU dry run)")
     ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
+    ap.add_argument("--simt", action="store_true",
+                    help="CPU tensors run the CUDA kernels themselves through the SIMT host runtime "
+                         "(fastflow.ops.simt(), with its race/bounds checks); implies --device cpu")
+    ap.add_argument("--precisions", default="fp32,tf32,fp16,bf16", help="of the conv/deconv/model cases")
     args = ap.parse_args(argv)
+    precisions = [q for q in args.precisions.split(",") if q]
+    if not precisions or any(q not in ("fp32", "tf32", "fp16", "bf16") for q in precisions):
+        ap.error(f"--precisions must name some of fp32,tf32,fp16,bf16, got {args.precisions!r}")
+    if args.simt:
+        args.device = "cpu"
     groups = [g for g in args.only.split(",") if g]
     bad = [g for g in groups if g not in GROUPS]
     if bad:
@@ -64,6 +91,10 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("smoke: no CUDA GPU visible to PyTorch (use --device cpu for the CPU code paths)", flush=True)
         return 1
+    try:
+        import pytest  # noqa: F401  (the test helpers import it)
+    except ImportError:
+        sys.modules["pytest"] = _NoPytest()
     import _igemm_util as igemm
     import test_flow_head as heads
     from conftest import motorcycle_pair, rel_err
@@ -76,6 +107,12 @@ def main(argv=None) -> int:
     dev = args.device
     t0 = time.time()
     s = Smoke()
+    if args.simt:
+        if not (fastflow.build_info().get("simt") and hasattr(ops, "simt")):
+            print("smoke: --simt needs the SIMT host runtime fastflow._simt, which this build lacks", flush=True)
+            return 2
+        plain = s.case
+        s.case = lambda name, fn: plain(name + " simt", lambda: _in_simt(ops, fn))
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     size = (64, 64) if args.tiny else (64, 128)
     batch = 1 if args.tiny else 2
@@ -109,7 +146,7 @@ def main(argv=None) -> int:
                     return rel_err(out[0], heads.ref64(*a)[0]), None
                 s.case(f"flow_head predict_flow{6 - i} {p}", one)
 
-    for p in igemm.PRECISIONS:
+    for p in [q for q in igemm.PRECISIONS if q in precisions]:
         if "conv" in groups:
             for name, cin, cx, cout, k, st, h, w in igemm.encoder_inputs(*size):
                 s.case(f"conv {name} {p} {h}x{w}", lambda: (
@@ -131,6 +168,8 @@ def main(argv=None) -> int:
             want = r64.to(dev).double()(x.double())
             del r64
             for p, dt in (("fp32", torch.float32), ("tf32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
+                if p not in precisions:
+                    continue
                 bound = {"fp32": 1e-5, "tf32": 5e-3}.get(p)
                 if bound is None:  # twice PyTorch's own 16-bit error (eager, channels_last) on the same input
                     try:
@@ -148,7 +187,7 @@ def main(argv=None) -> int:
                 for graph in ((True, False) if dev == "cuda" else (False,)):
                     def run(m=m, graph=graph, p=p, bound=bound):
                         with tf32_mode(p == "tf32"):
-                            if dev == "cuda":
+                            if dev == "cuda" or args.simt:  # simt: the fused CUDA forward on the CPU
                                 m.use_cuda_graph = graph
                                 out = m(x)
                                 again = m(x)  # second call: graph replay / arena reuse

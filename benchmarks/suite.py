@@ -56,6 +56,9 @@ LIMITS = {"build": (300, 60), "smoke": (180, 30), "model_tests": (200, 40), "san
 OP_TEST_FILES = ("cuda_io_ops", "flow_head", "conv_lrelu", "deconv_lrelu", "reliability", "io", "tracking", "viz")
 OP_TEST_WEIGHT = {"cuda_io_ops": 100, "flow_head": 110, "conv_lrelu": 200, "deconv_lrelu": 100}  # ~ CUDA tests each
 MARGIN = 8  # seconds kept back at the end for the last record and archive
+DRY_RUN_BUDGET = 230  # seconds: the most a run without a GPU takes
+DRY_RUN_FLOORS = {"model_tests": 20, "bench": 30}  # their tiny CPU forms need less than on a GPU
+SMOKE_SIMT_SHARE = 45  # dry run: seconds of the smoke stage for the SIMT part (when the build has it)
 SANITIZER_GRACE = 45  # --quick: seconds initcheck / synccheck may run on after memcheck and racecheck
 
 
@@ -169,6 +172,10 @@ def first_line(text, n=300):
 # The runner
 
 
+class NoPytest(Exception):
+    """The machine's Python has no pytest (no network to install it)."""
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (raised by the handler Suite.run installs)."""
 
@@ -198,11 +205,12 @@ class Suite:
     # -- environment
     def gpu_info(self):
         """torch's view of the machine, from a subprocess (the runner itself never imports torch)."""
-        probe = ("import json, torch\n"
+        probe = ("import json, torch, importlib.util as u\n"
                  "ok = torch.cuda.is_available()\n"
                  "print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu_count': torch.cuda.device_count(),\n"
                  "  'gpu': torch.cuda.get_device_name(0) if ok else None,\n"
-                 "  'capability': '%d.%d' % torch.cuda.get_device_capability(0) if ok else None}))")
+                 "  'capability': '%d.%d' % torch.cuda.get_device_capability(0) if ok else None,\n"
+                 "  'modules': {m: u.find_spec(m) is not None for m in ('pytest', 'hypothesis', 'skimage', 'wheel')}}))")
         rc, out = quick_output([self.py, "-c", probe], 90, self.env)
         try:
             return json.loads(out.strip().splitlines()[-1]) if rc == 0 else {"probe_error": first_line(out)}
@@ -232,6 +240,8 @@ class Suite:
                "stages": {s: {"status": "pending"} for s in self.args.stage_list}}
         if "probe_error" in info:
             rec["suite"]["probe_error"] = info["probe_error"]
+        rec["suite"]["modules"] = info.get("modules", {})
+        rec["suite"]["compute_sanitizer"] = shutil.which("compute-sanitizer")
         if not self.has_gpu:
             rec["suite"]["note"] = "no GPU found: GPU-only stages skipped, smoke and bench ran tiny on the CPU"
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", rec["gpu"]).strip("-")
@@ -319,6 +329,8 @@ class Suite:
 
     def _run(self):
         self.probe()
+        if not self.has_gpu:  # the dry run ends by itself within 4 minutes, whatever the budget
+            self.deadline = min(self.deadline, self.t0 + DRY_RUN_BUDGET - MARGIN)
         self.adopt_stamp()
         self.todo = list(self.args.stage_list)
         if self.args.redo:
@@ -326,7 +338,7 @@ class Suite:
         self.save()
         for i, name in enumerate(self.todo):
             entry = self.record["stages"][name]
-            cap, floor = LIMITS[name]
+            cap, floor = LIMITS[name][0], self.floor(name)
             fn = getattr(self, "stage_" + name)
             skip = self.skip_reason(name, floor)
             if skip:
@@ -335,7 +347,7 @@ class Suite:
                 self.save()
                 continue
             # keep the floors of the stages after this one in reserve, so a slow stage cannot starve them
-            reserve = sum(LIMITS[n][1] for n in self.todo[i + 1:] if not self.skip_reason(n, 0))
+            reserve = sum(self.floor(n) for n in self.todo[i + 1:] if not self.skip_reason(n, 0))
             timeout = min(cap, self.left(), max(floor, self.left() - reserve))
             entry.update(status="running", timeout_s=round(timeout))
             self.save()
@@ -343,6 +355,8 @@ class Suite:
             t = time.time()
             try:
                 status, note, result = fn(t + timeout)
+            except NoPytest:
+                status, note, result = "skipped", "pytest is not installed on this machine", {}
             except Exception as e:  # a bug in a stage's parsing must not cost the record
                 status, note, result = "failed", f"suite error: {type(e).__name__}: {e}", {}
             entry.update(status=status, seconds=round(time.time() - t, 1), note=note, result=result)
@@ -353,6 +367,10 @@ class Suite:
         self.save()
         self.archive()
         return self.summary()
+
+    def floor(self, name):
+        """The least time worth starting stage ``name`` with."""
+        return LIMITS[name][1] if self.has_gpu else DRY_RUN_FLOORS.get(name, LIMITS[name][1])
 
     def skip_reason(self, name, floor):
         if not self.has_gpu and name in ("build", "sanitizer", "op_tests", "layers", "all_tests", "compile"):
@@ -471,32 +489,60 @@ class Suite:
         return rc == 0 and out.strip().endswith("True")
 
     # smoke ---------------------------------------------------------------------------------------
-    def stage_smoke(self, deadline):
-        log = self.live("smoke")
-        cmd = [self.py, os.path.join(HERE, "smoke_cuda.py"), "--device", "cuda" if self.has_gpu else "cpu"]
-        if not self.has_gpu:
-            cmd.append("--tiny")
-        p = Proc(cmd, log, self.pyenv())
+    def smoke_run(self, name, args, deadline):
+        """One smoke_cuda.py process: (Proc, its CASE lines as {name: "ok ..." | "FAIL ..."}, log text)."""
+        p = Proc([self.py, os.path.join(HERE, "smoke_cuda.py"), *args], self.live(name), self.pyenv())
         p.wait(deadline)
         text = p.text()
         self.settle(p)
-        cases = {}
-        for m in re.finditer(r"^CASE (.+?): (ok|FAIL) (.*)$", text, re.M):
-            cases[m.group(1)] = m.group(2) + " " + m.group(3).strip()
+        cases = {m.group(1): m.group(2) + " " + m.group(3).strip()
+                 for m in re.finditer(r"^CASE (.+?): (ok|FAIL) (.*)$", text, re.M)}
+        return p, cases, text
+
+    def stage_smoke(self, deadline):
+        if self.has_gpu:
+            p, cases, text = self.smoke_run("smoke", ["--device", "cuda"], deadline)
+            simt = None
+        else:
+            # the CPU versions of the ops; then, when the build has the SIMT host runtime, the CUDA
+            # kernels themselves on the CPU (io, flow head, fp16 convs) for what is left of the stage's
+            # time, at most SMOKE_SIMT_SHARE s: cut short there, it does not fail the stage
+            p, cases, text = self.smoke_run("smoke", ["--device", "cpu", "--tiny"], deadline)
+            simt = None
+            share = min(SMOKE_SIMT_SHARE, deadline - time.time())
+            if not p.timed_out and share > 20 and self.has_simt():
+                q, simt_cases, _ = self.smoke_run("smoke_simt", ["--simt", "--tiny", "--only", "io,flow_head,conv,deconv",
+                                                                 "--precisions", "fp16"], time.time() + share)
+                cases.update(simt_cases)
+                simt = {"cases": len(simt_cases), "rc": q.rc, "cut_short": q.timed_out}
         failed = sum(v.startswith("FAIL") for v in cases.values())
         result = {"device": "cuda" if self.has_gpu else "cpu", "passed": len(cases) - failed, "failed": failed,
                   "cases": cases}
+        note_simt = ""
+        if simt is not None:
+            result["simt"] = simt
+            note_simt = f" (+{simt['cases']} through the SIMT runtime{', cut short at its time share' if simt['cut_short'] else ''})"
+            if simt["rc"] not in (0, 124) and not any(v.startswith("FAIL") for k, v in cases.items() if k.endswith(" simt")):
+                failed += 1  # died without a FAIL line: count it
+                result["failed"] = failed
         if p.timed_out:
             return "timed out", f"{len(cases)} cases done before the timeout, {failed} failed", result
         if not cases:
             return "failed", f"no case ran (rc {p.rc}): {first_line(text)}", result
         if p.rc != 0 or failed:
-            return "failed", f"{failed} of {len(cases)} cases failed (rc {p.rc}): {first_line(text)}", result
-        return "passed", f"{len(cases)} cases on {result['device']}", result
+            bad = [k for k, v in cases.items() if v.startswith("FAIL")][:3]
+            return "failed", f"{failed} of {len(cases)} cases failed (rc {p.rc}): {'; '.join(bad)}{note_simt}", result
+        return "passed", f"{len(cases)} cases on {result['device']}{note_simt}", result
+
+    def has_simt(self):
+        have = self.installed()
+        return bool(have and have["info"].get("simt"))
 
     # pytest stages -------------------------------------------------------------------------------
     def pytest(self, name, files, deadline, marker="cuda", extra=()):
         """One pytest process; counts from its junit (or its -v lines when killed)."""
+        if self.record["suite"]["modules"].get("pytest") is False:
+            raise NoPytest()
         log = self.live(name)
         junit = os.path.join(self.logs, f"junit_{name}.xml")
         cmd = [self.py, "-m", "pytest", *files, "-v", "-rA", "--tb=short", "-p", "no:cacheprovider",
