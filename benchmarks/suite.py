@@ -30,6 +30,7 @@ import datetime
 import glob
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -59,7 +60,9 @@ MARGIN = 8  # seconds kept back at the end for the last record and archive
 DRY_RUN_BUDGET = 230  # seconds: the most a run without a GPU takes
 DRY_RUN_FLOORS = {"model_tests": 20, "bench": 30}  # their tiny CPU forms need less than on a GPU
 SMOKE_SIMT_SHARE = 45  # dry run: seconds of the smoke stage for the SIMT part (when the build has it)
-SANITIZER_GRACE = 45  # --quick: seconds initcheck / synccheck may run on after memcheck and racecheck
+SANITIZER_GRACE = 45
+# compute-sanitizer refusing the machine (seen on gVisor GPU machines), not a finding about fastflow
+UNSUPPORTED = re.compile(r"Device not supported|Unable to find injection library|unsupported (device|driver)", re.I)  # --quick: seconds initcheck / synccheck may run on after memcheck and racecheck
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,6 +200,7 @@ class Suite:
         self.py = sys.executable
         self.record = None
         self.path = None
+        self.carried_files = {}  # op_tests files a --redo call takes from the last record
 
     # -- time
     def left(self):
@@ -236,7 +240,7 @@ class Suite:
                "date": datetime.date.today().isoformat(),
                "suite": {"mode": "quick" if self.args.quick else "full", "budget_s": self.args.budget,
                          "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                         "dry_run": not self.has_gpu, "host_cpus": os.cpu_count()},
+                         "dry_run": not self.has_gpu, "host_cpus": os.cpu_count(), "kernel": platform.release()},
                "stages": {s: {"status": "pending"} for s in self.args.stage_list}}
         if "probe_error" in info:
             rec["suite"]["probe_error"] = info["probe_error"]
@@ -296,6 +300,10 @@ class Suite:
             print("== redo: the last record is of another csrc tree or GPU: running every stage", flush=True)
             return
         kept = []
+        ops = last.get("stages", {}).get("op_tests", {})
+        if ops.get("status") not in ("passed", "failed"):
+            self.carried_files = {f: d for f, d in (ops.get("result") or {}).get("files", {}).items()
+                                  if isinstance(d, dict) and d.get("status") in ("passed", "failed", "skipped")}
         for name, entry in last.get("stages", {}).items():
             if entry.get("status") in ("passed", "failed") or (entry.get("status") == "skipped" and entry.get("note") == "no GPU"):
                 self.record["stages"][name] = dict(entry, carried_over=True)
@@ -580,27 +588,43 @@ class Suite:
         return status, note, {"counts": counts, "failed_tests": failed, "measured_errors": measured, "rc": p.rc}
 
     def stage_op_tests(self, deadline):
+        """One pytest per op file; each file's outcome enters the record as soon as it is known, and a
+        --redo call runs only the files the last call did not finish."""
         files = [(f, "cuda") for f in OP_TEST_FILES] + [("fuzz", None)]  # fuzz: CPU and CUDA both, unmarked
-        total, failed_all, per_file, statuses = dict.fromkeys(("passed", "failed", "skipped", "errors"), 0), [], {}, []
-        for i, (f, marker) in enumerate(files):
+        per_file = dict(self.carried_files)
+        total = dict.fromkeys(("passed", "failed", "skipped", "errors"), 0)
+
+        def result():
+            out = {"counts": dict(total), "failed_tests": [], "files": per_file}
+            for d in per_file.values():
+                for k in total:
+                    out["counts"][k] += d.get("counts", {}).get(k, 0)
+                out["failed_tests"] += d.get("failed_tests", [])
+            return out
+
+        todo = [(f, m) for f, m in files if per_file.get(f, {}).get("status") not in ("passed", "failed", "skipped")]
+        for i, (f, marker) in enumerate(todo):
             left = deadline - time.time()
             if left < 10:
-                per_file[f] = "skipped: stage time used up"
-                statuses.append("timed out")
+                per_file[f] = {"status": "timed out", "note": "not started: stage time used up"}
                 continue
             # a share of what is left by the file's size (x1.5 slack): a hung file cannot starve the rest
             weight = OP_TEST_WEIGHT.get(f, 5)
-            share = max(20.0, 1.5 * left * weight / sum(OP_TEST_WEIGHT.get(g, 5) for g, _ in files[i:]))
+            share = max(20.0, 1.5 * left * weight / sum(OP_TEST_WEIGHT.get(g, 5) for g, _ in todo[i:]))
             p, counts, failed, _ = self.pytest(f"op_tests_{f}", [os.path.join(ROOT, "tests", f"test_{f}.py")],
                                                min(deadline, time.time() + share), marker, ("--maxfail=25",))
-            for k in total:
-                total[k] += counts[k]
-            failed_all += failed
-            statuses.append(self.tests_status(counts, p.timed_out, p.rc))
-            per_file[f] = f"{statuses[-1]}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+            per_file[f] = {"status": self.tests_status(counts, p.timed_out, p.rc), "counts": counts,
+                           "failed_tests": failed, "seconds": p.seconds}
+            self.record["stages"]["op_tests"]["result"] = result()  # a killed call keeps the files done
+            self.save()
+        statuses = [d["status"] for d in per_file.values()]
         status = next((s for s in ("failed", "timed out", "passed") if s in statuses), "skipped")
-        note = f"{total['passed']} passed, {total['failed']} failed, {total['errors']} errors, {total['skipped']} skipped"
-        return status, note, {"counts": total, "failed_tests": failed_all, "files": per_file}
+        res = result()
+        c = res["counts"]
+        note = f"{c['passed']} passed, {c['failed']} failed, {c['errors']} errors, {c['skipped']} skipped"
+        if self.carried_files:
+            note += f" ({len(self.carried_files)} files carried over)"
+        return status, note, res
 
     def stage_all_tests(self, deadline):
         p, counts, failed, measured = self.pytest("all_tests", [os.path.join(ROOT, "tests")], deadline, marker=None)
@@ -635,6 +659,8 @@ class Suite:
             if p.timed_out:
                 res[tool] = f"timed out after {p.seconds:.0f} s"
                 s = "timed out"
+            elif UNSUPPORTED.search(text) and "sanitize_forward: done" not in text:
+                res[tool], s = f"not run: compute-sanitizer cannot use this machine's GPU ({first_line(text, 160)})", "skipped"
             elif p.rc == 0 and "sanitize_forward: done" in text:
                 res[tool], s = "clean", "passed"
             else:
@@ -647,6 +673,8 @@ class Suite:
             if tool in main:
                 statuses.append(s)
         status = next((s for s in ("failed", "timed out") if s in statuses), "passed")
+        if statuses and all(s == "skipped" for s in statuses):
+            status = "skipped"  # e.g. gVisor machines: "Device not supported" (not fastflow's fault)
         note = ", ".join(f"{t}: {res[t]}" for t in procs)
         return status, note[:400], {"tools": res}
 
@@ -679,6 +707,8 @@ class Suite:
                         done = [json.loads(ln) for ln in f if ln.strip()]
                 for d in done:
                     (failures if "error" in d else rows).append(d)
+                self.record["stages"][name]["result"] = {"rows": rows + failures}  # kept if the call is killed
+                self.save()
                 todo = [c for c in todo if c not in {d["candidate"] for d in done}]
                 if p.timed_out:
                     timed_out = True

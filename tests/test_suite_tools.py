@@ -408,3 +408,48 @@ def test_smoke_runs_without_pytest(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stub _NoPytest" in r.stdout and r.stdout.count(": ok ") == 11
+
+
+def test_sanitizer_refused_by_the_machine_is_a_skip(tools, tmp_path, monkeypatch):
+    """compute-sanitizer refusing the device (gVisor GPU machines) is not a finding about fastflow."""
+    suite, _ = tools
+    path = _fake_sanitizer(tmp_path, 'echo "========= Error: Device not supported"; echo "Traceback: CUDA error 999"; exit 1')
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    out = tmp_path / "out"
+    args = suite.parse_args([str(out), "--stages", "sanitizer", "--device", "cuda", "--budget", "120",
+                             "--sanitizers", "memcheck,racecheck", "--work", str(tmp_path / "work")])
+    assert suite.Suite(args).run() == 0
+    rec = _record(out)
+    assert rec["stages"]["sanitizer"]["status"] == "skipped"
+    assert rec["sanitizer"]["memcheck"].startswith("not run: compute-sanitizer cannot use this machine's GPU")
+
+
+def test_op_tests_per_file_and_redo(tools, tmp_path, monkeypatch):
+    """Each op-test file's outcome is kept; a --redo call runs only the file that timed out."""
+    suite, _ = tools
+    calls = []
+
+    class Done:
+        def __init__(self, timed_out):
+            self.timed_out, self.rc, self.seconds = timed_out, 124 if timed_out else 0, 1.0
+
+    def fake_pytest(self, name, files, deadline, marker="cuda", extra=()):
+        f = name[len("op_tests_"):]
+        calls.append(f)
+        hang = f == "conv_lrelu" and not (tmp_path / "fixed").exists()
+        counts = {"passed": 0 if hang else 2, "failed": 0, "skipped": 1, "errors": 0}
+        return Done(hang), counts, [], []
+
+    monkeypatch.setattr(suite.Suite, "pytest", fake_pytest)
+    common = ["--stages", "op_tests", "--device", "cuda", "--budget", "100", "--work", str(tmp_path / "work")]
+    assert suite.Suite(suite.parse_args([str(tmp_path / "a"), *common])).run() == 1
+    rec = _record(tmp_path / "a")
+    assert calls == list(suite.OP_TEST_FILES) + ["fuzz"] and rec["stages"]["op_tests"]["status"] == "timed out"
+    assert rec["stages"]["op_tests"]["result"]["files"]["conv_lrelu"]["status"] == "timed out"
+    assert rec["tests"]["passed"] == 2 * (len(calls) - 1) and rec["tests"]["skipped"] == len(calls)
+    calls.clear()
+    (tmp_path / "fixed").touch()
+    assert suite.Suite(suite.parse_args([str(tmp_path / "b"), "--redo", *common])).run() == 0
+    rec = _record(tmp_path / "b")
+    assert calls == ["conv_lrelu"] and rec["stages"]["op_tests"]["status"] == "passed"
+    assert rec["tests"]["passed"] == 2 * (len(suite.OP_TEST_FILES) + 1)
