@@ -78,6 +78,14 @@ def _read_16bit_rgb(path: str):
     return np.ascontiguousarray(arr[..., 2::-1])  # BGR(A) -> RGB
 
 
+def _orientation(im) -> int:
+    """The EXIF orientation tag (1..8) of a PIL image; 1 when absent or malformed."""
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # malformed EXIF: no orientation
+        return 1
+
+
 def _apply_orientation(arr, orientation: int):
     """Apply EXIF orientation (1..8) to an HxWxC array, as ``ImageOps.exif_transpose`` does."""
     import numpy as np
@@ -98,11 +106,7 @@ def pil_to_array(im, name: str = "image"):
     import numpy as np
     from PIL import ImageOps
 
-    orientation = 1
-    try:
-        orientation = int(im.getexif().get(0x0112, 1) or 1)
-    except Exception:  # malformed EXIF: no orientation
-        orientation = 1
+    orientation = _orientation(im)
     if orientation != 1:
         try:
             im = ImageOps.exif_transpose(im)
@@ -143,11 +147,7 @@ def read_image(path: str):
             if _is_16bit_rgb(im):
                 arr = _read_16bit_rgb(path)
                 if arr is not None:
-                    try:
-                        orientation = int(im.getexif().get(0x0112, 1) or 1)
-                    except Exception:
-                        orientation = 1
-                    return _apply_orientation(arr, orientation)
+                    return _apply_orientation(arr, _orientation(im))
             im.load()
             return pil_to_array(im, path)
     except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as e:
