@@ -396,6 +396,15 @@ class Suite:
               f"{t['errors']} errors, {t['skipped']} skipped")
         for n, e in st.items():
             print(f"  {n:12} {e['status']:9} {e.get('seconds', 0):6.0f} s  {str(e.get('note') or '')[:150]}")
+        smoke = (st.get("smoke", {}).get("result") or {}).get("cases", {})
+        for name in [k for k, v in smoke.items() if v.startswith("FAIL")][:12]:
+            print(f"  smoke FAIL {name}: {smoke[name][5:160]}")
+        for name, d in ((st.get("op_tests", {}).get("result") or {}).get("files") or {}).items():
+            print(f"  op_tests {name:12} {d.get('status')} {d.get('counts') or d.get('note', '')}")
+        for test in self.record["tests_failed"][:12]:
+            print(f"  test FAILED {test}")
+        for line in self.record["tests_measured_errors"][:12]:
+            print(f"  measured: {line[:150]}")
         for tool, v in self.record["sanitizer"].items():
             if not tool.endswith("_seconds"):
                 print(f"  sanitizer {tool}: {str(v)[:150]}")
