@@ -459,6 +459,11 @@ class Suite:
                 and {k: stamp.get(k) for k in (*key, "file", "mtime")} == dict(key, file=have["file"], mtime=have["mtime"])):
             return "passed", "installed build matches the csrc tree and setup.py: not rebuilt", {
                 "rebuilt": False, "build_info": have["info"]}
+        in_tree = have and os.path.realpath(have["file"]).startswith(os.path.realpath(ROOT) + os.sep)
+        if in_tree and (stamp or {}).get("mode") != "inplace":
+            # an editable (developer) install of this very tree: reinstalling would replace it
+            return "skipped", f"fastflow is installed editable from this tree ({have['file']}): not rebuilt", {
+                "rebuilt": False, "build_info": have["info"]}
         log = self.live("build")
         # the GPU machine needs the CUDA build only: no SIMT host build of the kernels (fastflow._simt)
         env = dict(self.pyenv(), FASTFLOW_BUILD_JOBS=str(os.cpu_count() or 1), FASTFLOW_NO_SIMT="1")
@@ -675,7 +680,8 @@ class Suite:
             else:
                 first = next((ln.strip() for ln in text.splitlines() if ln.startswith("=========") and
                               "ERROR SUMMARY" not in ln and ln.strip("= \n")), None)
-                res[tool], s = (first or f"rc={p.rc}: {first_line(text)}")[:400], "failed"
+                plain = "\n".join(ln for ln in text.splitlines() if not ln.startswith("========="))
+                res[tool], s = (first or f"rc={p.rc}: {first_line(plain)}")[:400], "failed"
             if summary:
                 res[tool + "_errors"] = int(summary.group(1))
             res[tool + "_seconds"] = p.seconds

@@ -453,3 +453,16 @@ def test_op_tests_per_file_and_redo(tools, tmp_path, monkeypatch):
     rec = _record(tmp_path / "b")
     assert calls == ["conv_lrelu"] and rec["stages"]["op_tests"]["status"] == "passed"
     assert rec["tests"]["passed"] == 2 * (len(suite.OP_TEST_FILES) + 1)
+
+
+def test_build_leaves_an_editable_install_alone(tools, tmp_path, monkeypatch):
+    """On a developer's machine (fastflow imported from this tree) the build stage installs nothing."""
+    suite, _ = tools
+    fake = {"file": str(ROOT / "fastflow" / "_C.so"), "mtime": 1.0, "info": {"cuda_compiled": False}}
+    monkeypatch.setattr(suite.Suite, "installed", lambda self: fake)
+    monkeypatch.setattr(suite, "Proc", lambda *a, **k: pytest.fail("the build stage started a process"))
+    args = suite.parse_args([str(tmp_path / "o"), "--stages", "build", "--device", "cuda", "--budget", "100",
+                             "--work", str(tmp_path / "work")])
+    assert suite.Suite(args).run() == 0
+    st = _record(tmp_path / "o")["stages"]["build"]
+    assert st["status"] == "skipped" and "installed editable from this tree" in st["note"]
