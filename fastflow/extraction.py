@@ -958,11 +958,16 @@ def _run(todo, spec, out, ray, device, precision, opts, batch, workers, prog, re
             _device(device)
         except CLIError as e:
             raise ValueError(str(e)) from None
-    if isinstance(spec, str):  # load (and so check) it once, here; workers get the module
+    shipped = use_ray or (workers or 1) > 1  # the module goes to other processes, from the CPU
+    if isinstance(spec, str):  # load (and so check) it once, here
         try:
-            spec = _build_model(spec, "cpu" if (use_ray or (workers or 1) > 1) else device, precision)
+            spec = _build_model(spec, "cpu" if shipped else device, precision)
         except Exception as e:  # noqa: BLE001 - CLIError and checkpoint errors alike
             raise ValueError(_first_line(e)) from None
+    elif shipped and any(p.device.type != "cpu" for p in spec.parameters()):
+        import copy
+
+        spec = copy.deepcopy(spec).cpu()
     os.makedirs(out, exist_ok=True)
     if use_ray:
         _run_ray(todo, spec, ray, device, precision, opts, batch, workers, prog, results)
