@@ -191,6 +191,8 @@ def expand_inputs(inputs: Union[str, Sequence[str]], out: str, root: Optional[st
             continue
         seen.add(key)
         name = _input_name(p, root)
+        if name.split("/")[0] == RECORD_DIR:
+            raise ValueError(f"input {p} would write into {RECORD_DIR}/, where the completion records are")
         if name in by_name:
             raise ValueError(f"two inputs would write to the same folder {os.path.join(out, name)}: "
                              f"{by_name[name]} and {p} (rename one, or pass --root to keep their folders)")
@@ -1026,8 +1028,8 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, format
     opts.validate()
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out} exists and is not a folder")
-    if report is not None and not os.path.isdir(os.path.dirname(os.path.abspath(report))):
-        raise ValueError(f"the folder for --report {report} does not exist")
+    if report is not None and (os.path.isdir(report) or not os.path.isdir(os.path.dirname(os.path.abspath(report)))):
+        raise ValueError(f"--report {report}: " + ("is a folder" if os.path.isdir(report) else "its folder does not exist"))
     jobs = expand_inputs(inputs, out, root)
     opts = dataclasses.replace(opts, weights=_weights_id(spec))
     want = opts.record()

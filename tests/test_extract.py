@@ -286,6 +286,10 @@ def test_cli_user_errors_are_one_line(data, tmp_path):
         (["extract", data["clip"], "--out", tmp_path / "o", "--checkpoint", data["ck"], "--step", "0"], None, "--step"),
         (["extract", f"@{tmp_path / 'nolist.txt'}", "--out", tmp_path / "o", "--checkpoint", data["ck"]], None,
          "cannot read the input list"),
+        (["extract", data["clip"], "--out", tmp_path / "o", "--checkpoint", data["ck"], "--report", tmp_path], None,
+         "is a folder"),
+        (["extract", data["clip"], "--out", tmp_path / "o", "--checkpoint", data["ck"], "--bound", "-1",
+          "--format", "denseflow"], None, "bound must be a positive number"),
     ]
     for args, env, needle in cases:
         r = run_cli(*args, env=env)
