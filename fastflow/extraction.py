@@ -15,10 +15,11 @@ Safety: every file is written under a temporary name (``.<name>.fastflow-tmp``) 
 input counts as finished only when its completion record ``OUT/.fastflow-done/<name>.json`` (frames,
 pairs, options, fastflow version, files) exists, and it is written last. A rerun skips finished
 inputs, clears and redoes an unfinished one, and reports finished inputs made with other options
-instead of mixing them (``overwrite=True`` redoes them).
+instead of mixing them (``overwrite=True`` redoes them). Files are synced to disk before the record.
 
 Speed: frames are decoded and resized in a background thread ahead of the model, pairs are batched
-through ``estimate_flow`` (the fused forward), and a second thread encodes and writes the files.
+through ``estimate_flow`` (the fused forward), and a writer thread (with a few helper threads for
+a batch's files) encodes and writes the files, in order, while the model runs.
 ``workers=N`` runs N local processes (one per GPU, round robin); ``ray=`` runs the same work on a
 Ray cluster, one model per worker (actor), failed tasks retried.
 
