@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import operator
 import os
 import threading
@@ -210,17 +211,39 @@ def _mkldnn_ok(dtype: torch.dtype) -> bool:
     return False
 
 
+_X86 = ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_has_bf16_instructions() -> bool:
+    """AMX or AVX512-BF16 on x86 (without them oneDNN emulates bf16, 2.5x slower than fp32);
+    elsewhere oneDNN's own bf16 check decides."""
+    import platform
+
+    if platform.machine().lower() not in _X86:
+        return True
+    return any(bool(getattr(torch.cpu, f, lambda: False)()) for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
 def cpu_compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the CPU forward of a ``dtype`` model computes in.
 
-    bfloat16 runs oneDNN's bf16 convolutions (AMX / AVX512-BF16 where the CPU has them) when
-    oneDNN supports bf16 here, float32 otherwise. float16 always computes in float32: few CPUs
+    bfloat16 runs oneDNN's bf16 convolutions when the CPU has bf16 instructions (AMX or
+    AVX512-BF16 on x86) and oneDNN supports bf16 here; otherwise it computes in float32 (bf16
+    emulated in software is ~2.5x slower than fp32). float16 always computes in float32: few CPUs
     have fast fp16 convolutions (PyTorch's own fp16 CPU path is 25-40x slower than fp32), and the
     fp16 weights widen to fp32 exactly, so the result is at least as accurate as an fp16 forward.
+    ``FASTFLOW_CPU_BF16=fp32`` forces float32 for bfloat16 models, ``=bf16`` forces oneDNN bf16
+    wherever oneDNN supports it (default ``auto``).
     """
-    if dtype == torch.bfloat16 and _mkldnn_ok(torch.bfloat16):
-        return torch.bfloat16
-    return torch.float32
+    if dtype != torch.bfloat16:
+        return torch.float32
+    mode = os.environ.get("FASTFLOW_CPU_BF16", "auto").strip().lower() or "auto"
+    if mode not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"FASTFLOW_CPU_BF16 must be auto, bf16 or fp32, got {mode!r}")
+    if mode == "fp32" or not _mkldnn_ok(torch.bfloat16):
+        return torch.float32
+    return torch.bfloat16 if mode == "bf16" or _cpu_has_bf16_instructions() else torch.float32
 
 
 def _cpu_layers(model: torch.nn.Module, input_shape, dtype: torch.dtype = torch.float32) -> Dict[str, object]:
@@ -394,7 +417,7 @@ def _release(e: _Entry) -> None:
 def _tracing(inputs) -> bool:
     """True while a graph is being captured rather than run: torch.jit.trace/script, ONNX export,
     torch.compile / torch.export (Dynamo), or a tensor subclass (FakeTensor, functional or proxy
-    tensors) or a meta tensor as input."""
+    tensors) as input."""
     if torch.jit.is_scripting() or torch.jit.is_tracing():
         return True
     compiler = getattr(torch, "compiler", None)
@@ -402,7 +425,7 @@ def _tracing(inputs) -> bool:
         return True
     if torch.onnx.is_in_onnx_export():
         return True
-    return isinstance(inputs, torch.Tensor) and (type(inputs) is not torch.Tensor or inputs.device.type == "meta")
+    return isinstance(inputs, torch.Tensor) and type(inputs) is not torch.Tensor
 
 
 class FlowNet2S(_ReferenceFlowNet2S):
@@ -501,7 +524,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
     def forward(self, inputs: torch.Tensor):
         if self.training or _tracing(inputs):
             # Training, and tracing / exporting / compiling (torch.jit.trace, torch.onnx.export,
-            # torch.export, torch.compile, FakeTensor / meta inputs): the plain reference forward,
+            # torch.export, torch.compile, FakeTensor inputs): the plain reference forward,
             # so the captured graph is the reference's graph of standard PyTorch ops.
             return super().forward(inputs)
         check_pair_input(inputs)
@@ -527,21 +550,22 @@ class FlowNet2S(_ReferenceFlowNet2S):
     # ------------------------------------------------------------------ CPU
     def _cpu_plan(self, input_shape) -> _Plan:
         p = self.conv1[0].weight
-        key = ("cpu", p.dtype, self._weights_signature())
+        compute = cpu_compute_dtype(p.dtype)
+        key = ("cpu", p.dtype, compute, self._weights_signature())
         plan = self._plans.get("cpu")
         if plan is None or plan.key != key:
             self._drop_stale_plans(key[-1])
             plan = _Plan(key)
-            plan.params = _cpu_layers(self, input_shape, cpu_compute_dtype(p.dtype))
+            plan.params = _cpu_layers(self, input_shape, compute)
             self._plans["cpu"] = plan
         return plan
 
     def _forward_cpu(self, inputs: torch.Tensor) -> torch.Tensor:
-        dtype = cpu_compute_dtype(self.conv1[0].weight.dtype)
         b, _, _, h, w = inputs.shape
         with self._lock:
             plan = self._cpu_plan((b, 6, h, w))
         layer = plan.params
+        dtype = plan.key[2]  # the compute dtype the weights were packed in
         x = ops.normalize_pack(inputs, self.rgb_max, channels=6, dtype=dtype)
         outs = {}
         for name, *_ in ENCODER:

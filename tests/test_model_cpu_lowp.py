@@ -77,12 +77,19 @@ def test_bf16_uses_bf16_convolutions_when_onednn_has_them(weights):
     assert all(c % 32 == 0 for c in plan.params["concat_channels"].values())
 
 
-def test_bf16_without_fast_bf16_computes_in_fp32(weights, monkeypatch):
-    """A CPU without oneDNN bf16: the bf16 model still runs, in float32 (never slower than PyTorch's
-    bf16, and more accurate)."""
+@pytest.mark.parametrize("missing", ["onednn_bf16", "bf16_instructions", "env"])
+def test_bf16_without_fast_bf16_computes_in_fp32(weights, monkeypatch, missing):
+    """A CPU without bf16 instructions (oneDNN would emulate them, ~2.5x slower than fp32) or a
+    oneDNN without bf16, or FASTFLOW_CPU_BF16=fp32: the bf16 model still runs, in float32 (faster
+    than PyTorch's bf16 there, and more accurate)."""
     fast, ref = _models(weights, torch.bfloat16)
-    real = model_mod._mkldnn_ok
-    monkeypatch.setattr(model_mod, "_mkldnn_ok", lambda dt: dt == torch.float32 and real(dt))
+    if missing == "onednn_bf16":
+        real = model_mod._mkldnn_ok
+        monkeypatch.setattr(model_mod, "_mkldnn_ok", lambda dt: dt == torch.float32 and real(dt))
+    elif missing == "bf16_instructions":
+        monkeypatch.setattr(model_mod, "_cpu_has_bf16_instructions", lambda: False)
+    else:
+        monkeypatch.setenv("FASTFLOW_CPU_BF16", "fp32")
     assert model_mod.cpu_compute_dtype(torch.bfloat16) == torch.float32
     x = motorcycle_pair(64, 128, 2)
     ref_b = Reference().eval()
@@ -165,3 +172,22 @@ def test_without_onednn_plain_pytorch_convolutions(weights, monkeypatch, dtype):
     ref_w.load_state_dict({k: v.to(dtype).float() for k, v in weights.items()})
     with torch.no_grad():
         assert rel_err(fast(x), ref_w(x)) <= 1e-5  # bf16 without oneDNN computes in fp32
+
+
+def test_cpu_bf16_switch(weights, monkeypatch):
+    """FASTFLOW_CPU_BF16 is read at every forward: flipping it repacks; a bad value is an error."""
+    if not model_mod._mkldnn_ok(torch.bfloat16):
+        pytest.skip("this torch has no oneDNN bf16")
+    fast, ref = _models(weights, torch.bfloat16)
+    x = motorcycle_pair(64, 64)
+    with torch.no_grad():
+        monkeypatch.setenv("FASTFLOW_CPU_BF16", "bf16")
+        a = fast(x)
+        assert fast._plans["cpu"].key[2] == torch.bfloat16
+        monkeypatch.setenv("FASTFLOW_CPU_BF16", "fp32")
+        b = fast(x)
+        assert fast._plans["cpu"].key[2] == torch.float32 and len(fast._plans) == 1
+        assert rel_err(a, b) > 1e-4  # really two computations
+        monkeypatch.setenv("FASTFLOW_CPU_BF16", "fast")
+        with pytest.raises(ValueError, match="FASTFLOW_CPU_BF16"):
+            fast(x)
