@@ -288,8 +288,9 @@ class Suite:
         return os.path.join(self.work, "last_record.json")
 
     def redo(self):
-        """--redo: carry over the stages this machine's last record (same csrc tree and GPU) finished,
-        run the others (timed out, skipped for the budget, killed while running, never started)."""
+        """--redo: carry over the stages this machine's last record (same csrc tree and GPU) finished or
+        skipped for a reason other than the budget; run the others (timed out, skipped for the budget,
+        killed while running, never started)."""
         try:
             with open(self.last_record_path()) as f:
                 last = json.load(f)
@@ -305,7 +306,8 @@ class Suite:
             self.carried_files = {f: d for f, d in (ops.get("result") or {}).get("files", {}).items()
                                   if isinstance(d, dict) and d.get("status") in ("passed", "failed", "skipped")}
         for name, entry in last.get("stages", {}).items():
-            if entry.get("status") in ("passed", "failed") or (entry.get("status") == "skipped" and entry.get("note") == "no GPU"):
+            skipped_for_good = entry.get("status") == "skipped" and not str(entry.get("note", "")).startswith("budget")
+            if entry.get("status") in ("passed", "failed") or skipped_for_good:
                 self.record["stages"][name] = dict(entry, carried_over=True)
                 kept.append(name)
         self.todo = [n for n in self.todo if n not in kept]
