@@ -227,8 +227,11 @@ class Suite:
             info["gpu"] = None
         elif self.args.device == "cuda" and not info.get("gpu"):
             info["gpu"] = "assumed GPU (--device cuda)"
-        rc, out = quick_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], 30)
-        info["driver"] = out.strip().splitlines()[0] if rc == 0 and out.strip() else "unknown"
+        rc, out = quick_output(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,memory.total",
+                                "--format=csv,noheader"], 30)
+        smi = [v.strip() for v in out.strip().splitlines()[0].split(",")] if rc == 0 and out.strip() else []
+        info["driver"] = smi[0] if smi else "unknown"
+        info["nvidia_smi"] = dict(zip(("driver", "max_sm_clock", "memory"), smi))
         commit = os.environ.get("FASTFLOW_COMMIT")
         if not commit:
             rc, out = quick_output(["git", "-C", ROOT, "rev-parse", "HEAD"], 30)
@@ -245,6 +248,7 @@ class Suite:
         if "probe_error" in info:
             rec["suite"]["probe_error"] = info["probe_error"]
         rec["suite"]["modules"] = info.get("modules", {})
+        rec["suite"]["nvidia_smi"] = info["nvidia_smi"]
         rec["suite"]["compute_sanitizer"] = shutil.which("compute-sanitizer")
         if not self.has_gpu:
             rec["suite"]["note"] = "no GPU found: GPU-only stages skipped, smoke and bench ran tiny on the CPU"
