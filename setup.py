@@ -28,14 +28,9 @@ ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
 SIMT = CSRC / "simt"
 DEFAULT_ARCHS = "80;86;89;90"
-# Kernel sources of the SIMT build: host C++ with the CUDA stand-ins force-included, every load and
-# store instrumented (-fsanitize=thread callbacks, implemented by the runtime; libtsan is not
-# linked). -O1 keeps the build quick; no FP contraction, so results do not depend on the host's FMA.
-SIMT_KERNEL_FLAGS = [
-    "-x", "c++", "-std=c++17", "-O1", "-g1", "-fPIC", "-fvisibility=hidden", "-fno-strict-aliasing",
-    "-ffp-contract=off", "-fsanitize=thread", "-DFASTFLOW_SIMT=1", "-include", str(SIMT / "host_cuda.h"),
-    "-I", str(CSRC), "-I", str(SIMT / "include"),
-]
+
+sys.path.insert(0, str(SIMT))
+import simt_build  # noqa: E402  (the SIMT kernel sources and flags, shared with mutation_check.py)
 
 
 def log(msg: str) -> None:
@@ -133,24 +128,20 @@ class BuildExt(build_ext):
             self.extensions.remove(ext)
             return
         cxx = (getattr(self.compiler, "compiler_cxx", None) or ["c++"])[0]
-        version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-        # Only the load/store callbacks are wanted: no function entry/exit callbacks.
-        tsan_param = (["-mllvm", "-tsan-instrument-func-entry-exit=0"] if "clang" in version
-                      else ["--param=tsan-instrument-func-entry-exit=0"])
         out_dir = Path(self.build_temp) / "simt"
         out_dir.mkdir(parents=True, exist_ok=True)
-        sources = sorted(CSRC.glob("*.cu")) + sorted(SIMT.glob("*.cu"))
 
         def one(src: Path) -> str:
-            obj = out_dir / ("_".join(src.relative_to(CSRC).with_suffix("").parts) + ".o")
+            obj = out_dir / simt_build.kernel_object_name(src)
             run_compile(f"{src.relative_to(ROOT)} (SIMT host build)",
-                        [cxx, *SIMT_KERNEL_FLAGS, *tsan_param, "-c", str(src), "-o", str(obj)])
+                        [cxx, *flags, "-c", str(src), "-o", str(obj)])
             return str(obj)
 
         try:
+            flags = simt_build.kernel_flags(cxx)
             with ThreadPoolExecutor(max_workers=jobs()) as pool:
-                ext.extra_objects += list(pool.map(one, sources))
-        except RuntimeError as e:
+                ext.extra_objects += list(pool.map(one, simt_build.kernel_sources()))
+        except (RuntimeError, OSError) as e:
             log(f"not building fastflow._simt (the SIMT host runtime): {e}")
             self.extensions.remove(ext)
 

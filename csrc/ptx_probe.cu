@@ -34,12 +34,12 @@ __global__ void __launch_bounds__(32) probe_cvt_tf32(const uint32_t* in, uint32_
 }
 
 __global__ void __launch_bounds__(32) probe_cp_async(const uint4* src, const int* valid, uint4* out) {
-  FF_EXTERN_SHARED(uint4, smem, 16);
+  FF_EXTERN_SHARED(uint4, chunks, 16);  // (extern shared arrays of one file need distinct names)
   const int lane = threadIdx.x;
-  igemm::cp_async_16(igemm::smem_u32(smem + lane), src + lane, valid[lane] != 0);
+  igemm::cp_async_16(igemm::smem_u32(chunks + lane), src + lane, valid[lane] != 0);
   igemm::cp_async_commit();
   igemm::cp_async_wait<0>();
-  out[lane] = smem[lane];  // this lane's own copy: visible to it after the wait, no barrier needed
+  out[lane] = chunks[lane];  // this lane's own copy: visible to it after the wait, no barrier needed
 }
 
 }  // namespace

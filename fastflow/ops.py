@@ -140,12 +140,11 @@ def _symbolize(message: str, module_file: str) -> str:
             lines = [ln for ln in r.stdout.splitlines() if ln and not ln.startswith("??")]
         except (OSError, subprocess.SubprocessError):
             lines = []
-        if not lines:
-            return m.group(0)
-        loc = lines[0].split(" (discriminator")[0]
-        if "/csrc/" in loc:
-            loc = "csrc/" + loc.split("/csrc/", 1)[1]
-        return f" [at {loc}]"
+        locs = []
+        for line in lines[:3]:  # the access, then the functions it was inlined into
+            loc = line.split(" (discriminator")[0]
+            locs.append("csrc/" + loc.split("/csrc/", 1)[1] if "/csrc/" in loc else loc)
+        return f" [at {', inlined in '.join(locs)}]" if locs else m.group(0)
 
     return _CODE_AT.sub(one, message)
 

@@ -115,6 +115,7 @@ bool global_access_ok(ThreadState* t, const void* p, size_t n, bool write, const
   for (const Buffer& buf : buffers()) {
     s << " `" << buf.name << "` [" << hex(buf.lo) << ", " << hex(buf.hi) << ")";
     if (lo >= buf.hi && lo < buf.hi + 4096) s << " (" << lo - buf.hi << " bytes past its end)";
+    if (lo >= buf.lo && lo < buf.hi && hi > buf.hi) s << " (the access ends " << hi - buf.hi << " bytes past it)";
     if (hi <= buf.lo && hi + 4096 > buf.lo) s << " (" << buf.lo - lo << " bytes before its start)";
   }
   report(t, "global-oob" + pc_where(pc), s.str(), true);

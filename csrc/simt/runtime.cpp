@@ -16,10 +16,10 @@
 
 namespace ffsim {
 
-thread_local ThreadState* t_thread = nullptr;
+thread_local ThreadState* t_thread __attribute__((tls_model("initial-exec"))) = nullptr;
 
 namespace {
-thread_local Runner* t_runner = nullptr;
+thread_local Runner* t_runner __attribute__((tls_model("initial-exec"))) = nullptr;
 std::mutex g_mu;  // configuration, attributes, runner pool
 std::map<const void*, int> g_max_dyn_smem;
 std::vector<std::unique_ptr<Runner>> g_runners;
@@ -99,6 +99,14 @@ const char* kernel_name_from_signature(const char* pretty) {
 }
 
 // ---- reports --------------------------------------------------------------------------------------------
+// "csrc/igemm.cuh" from the compiler's (absolute) __FILE__.
+static std::string short_file(const char* file) {
+  const std::string f(file);
+  const size_t at = f.rfind("csrc/");
+  return at == std::string::npos ? f : f.substr(at);
+}
+static std::string bar_site(const ThreadState& t) { return short_file(t.bar_file) + ":" + std::to_string(t.bar_line); }
+
 std::string where(const ThreadState* t) {
   const BlockState* b = t->block;
   std::ostringstream s;
@@ -219,7 +227,7 @@ static std::string describe_states(const BlockState& b, const Runner& r) {
       case State::kDone: ++counts["exited"]; break;
       case State::kRunnable: ++counts["runnable"]; break;
       case State::kBarrier:
-        ++counts[std::string("at __syncthreads ") + t.bar_file + ":" + std::to_string(t.bar_line)];
+        ++counts["at __syncthreads " + bar_site(t)];
         break;
       case State::kWarp: ++counts[std::string("at warp collective ") + t.warp_op]; break;
     }
@@ -269,9 +277,8 @@ static void run_block(Runner& r) {
         if (t.state == State::kBarrier && (t.bar_line != first_bar->bar_line || std::strcmp(t.bar_file, first_bar->bar_file))) {
           report(first_bar, "barrier-divergence",
                  "barrier divergence: threads of one block wait at different __syncthreads: " + where(first_bar) +
-                     " at " + first_bar->bar_file + ":" + std::to_string(first_bar->bar_line) + ", thread " +
-                     std::to_string(t.linear) + " at " + t.bar_file + ":" + std::to_string(t.bar_line) + " (" +
-                     describe_states(b, r) + ")",
+                     " at " + bar_site(*first_bar) + ", thread " + std::to_string(t.linear) + " at " + bar_site(t) +
+                     " (" + describe_states(b, r) + ")",
                  false);
           b.aborted = true;
           break;
@@ -279,8 +286,8 @@ static void run_block(Runner& r) {
       }
       if (live < b.nthreads && !b.aborted) {
         report(first_bar, "barrier-after-exit",
-               "barrier divergence: __syncthreads at " + std::string(first_bar->bar_file) + ":" +
-                   std::to_string(first_bar->bar_line) + " reached after " + std::to_string(b.nthreads - live) +
+               "barrier divergence: __syncthreads at " + bar_site(*first_bar) + " reached after " +
+                   std::to_string(b.nthreads - live) +
                    " thread(s) of the block exited (" + where(first_bar) + "; " + describe_states(b, r) + ")",
                false);
         b.aborted = true;

@@ -140,6 +140,7 @@ struct Runner {
   uint32_t epoch_counter = 0, block_serial = 0;
   // Counters of the current launch (merged into stats() at its end; no atomics on the hot path).
   long accesses = 0, mma = 0, ldmatrix = 0, shfl = 0, cp_async = 0;
+  long& counter(const char* warp_op) { return warp_op[0] == 'm' ? mma : warp_op[0] == 'l' ? ldmatrix : shfl; }
 };
 
 // A tensor an op passed to the kernels: accesses outside every registered range are reported.
@@ -179,7 +180,9 @@ struct Config {
 Config& config();
 Stats& stats();
 std::vector<Buffer>& buffers();
-extern thread_local ThreadState* t_thread;  // the running fiber, null in host code
+// The running fiber, null in host code. Read on every instrumented access: initial-exec TLS (a
+// fixed offset from the thread pointer) instead of a __tls_get_addr call.
+extern thread_local ThreadState* t_thread __attribute__((tls_model("initial-exec")));
 
 // Records a finding; `key` deduplicates (one message per kind and code site). Fatal findings abort
 // the block at once (the access would be unsafe on the host); the others let it finish.

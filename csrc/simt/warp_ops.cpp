@@ -8,6 +8,7 @@
 // against tables written independently in Python, and on a GPU against the hardware.
 #include <cstring>
 
+#include "../common.h"
 #include "runtime.h"
 
 namespace ffsim {
@@ -46,6 +47,7 @@ void warp_collective(const char* op, void* operands, Fn fn) {
     return;
   }
   fn(s);
+  r->counter(op)++;
   s.arrived = 0;
   for (int l = 0; l < kWarpSize; ++l)
     if (s.lanes[l] != t) s.lanes[l]->state = State::kRunnable;
@@ -64,7 +66,6 @@ float shfl_xor(unsigned mask, float value, int lane_mask, int width) {
   struct Op {
     float in, out;
   } op{value, 0.f};
-  ++t->block->runner->shfl;
   warp_collective("shfl.sync.bfly", &op, [lane_mask](WarpSlot& s) {
     for (int l = 0; l < kWarpSize; ++l)
       static_cast<Op*>(s.operands[l])->out = static_cast<Op*>(s.operands[l ^ lane_mask])->in;
@@ -157,13 +158,11 @@ void cp_async_wait(int pending) {
 
 // ---- ldmatrix.sync.aligned.m8n8.x4.shared.b16 ---------------------------------------------------------------
 void ldmatrix_x4(uint32_t (&reg)[4], uint32_t addr) {
-  ThreadState* t = t_thread;
   struct Op {
     uint32_t addr;
     uint32_t* out;
     const void* pc;
   } op{addr, reg, __builtin_return_address(0)};
-  ++t->block->runner->ldmatrix;
   warp_collective("ldmatrix.x4", &op, [](WarpSlot& s) {
     ThreadState* last = s.lanes[0];
     Runner* r = last->block->runner;
@@ -206,7 +205,6 @@ uint32_t cvt_rna_tf32(uint32_t x) {
 
 // ---- mma.sync.aligned.{m16n8k16 .f16/.bf16, m16n8k8 .tf32}.row.col.f32 ------------------------------------
 void mma_sync(MmaKind kind, float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  ThreadState* t = t_thread;
   struct Op {
     float* d;
     const uint32_t* a;
@@ -214,7 +212,6 @@ void mma_sync(MmaKind kind, float (&d)[4], const uint32_t (&a)[4], const uint32_
     MmaKind kind;
     const void* pc;
   } op{d, a, b, kind, __builtin_return_address(0)};
-  ++t->block->runner->mma;
   const char* name = kind == MmaKind::kF16    ? "mma.m16n8k16.f16"
                      : kind == MmaKind::kBF16 ? "mma.m16n8k16.bf16"
                                               : "mma.m16n8k8.tf32";
@@ -224,7 +221,7 @@ void mma_sync(MmaKind kind, float (&d)[4], const uint32_t (&a)[4], const uint32_
     double A[16][16] = {}, B[16][8] = {}, C[16][8] = {};
     auto half = [k](uint32_t bits) {
       const uint16_t h = uint16_t(bits);
-      return k == MmaKind::kF16 ? double(half_bits_to_float(h)) : double(__uint_as_float(uint32_t(h) << 16));
+      return k == MmaKind::kF16 ? double(fastflow::half_to_float(h)) : double(fastflow::bf16_to_float(h));
     };
     for (int l = 0; l < kWarpSize; ++l) {
       const Op* o = static_cast<const Op*>(s.operands[l]);

@@ -1,0 +1,244 @@
+"""Mutation check of the SIMT tests: does `pytest -m simt` notice a deleted barrier or a wrong
+cp.async wait depth anywhere in csrc/?
+
+    python csrc/simt/mutation_check.py [--list] [--only SUBSTRING] [--jobs N] [--decrease] [--json OUT]
+
+Enumerates the mutations of every kernel source of the project (csrc/*.cu, csrc/*.cuh; the fixture
+kernels in csrc/simt/fixtures.cu are deliberately buggy test material and not mutated):
+  - each `__syncthreads();` statement deleted;
+  - each `cp_async_wait<D>()` call with the depth raised to D + 1 (one group too few waited);
+  - with --decrease also D - 1 (waits for more than needed: semantically equivalent, slower; these
+    are expected to survive and are reported apart).
+For each, it builds fastflow._simt from a mutated copy of csrc/ into a temporary directory
+(objects of untouched translation units are reused), puts it beside a copy of the fastflow package
+and runs the SIMT tests of the mutated file (see TESTS) against that copy with -x. A mutation is
+"caught" when those tests fail. Prints one line per mutation and a summary; exit status 1 if a
+deleted barrier or a raised depth survived. It needs the normal build's compiler and pybind11, and
+takes minutes per mutation on 2 cores (the runtime's checks, not timing, decide).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+SIMT = Path(__file__).resolve().parent
+CSRC = SIMT.parent
+ROOT = CSRC.parent
+sys.path.insert(0, str(SIMT))
+import simt_build  # noqa: E402
+
+# The SIMT tests that exercise each kernel source (a mutation elsewhere in the file's kernels can
+# only show there; `pytest -m simt` runs them all).
+TESTS = {
+    "igemm.cuh": ["tests/test_simt_igemm.py"],
+    "conv_lrelu.cu": ["tests/test_simt_igemm.py"],
+    "deconv_upflow.cu": ["tests/test_simt_igemm.py"],
+    "flow_head.cu": ["tests/test_simt_kernels.py", "-k", "flow_head"],
+    "io_kernels.cu": ["tests/test_simt_kernels.py", "-k", "normalize_pack or upsample_flow"],
+    "warp.cu": ["tests/test_simt_kernels.py", "-k", "warp"],
+    "ptx_probe.cu": ["tests/test_simt_ptx.py"],
+}
+
+BARRIER = re.compile(r"__syncthreads\(\);")
+WAIT = re.compile(r"cp_async_wait<([^<>()]+)>\(\)")
+
+
+@dataclass
+class Mutation:
+    path: Path  # relative to csrc/
+    line: int
+    kind: str  # "delete barrier", "wait depth +1", "wait depth -1"
+    old: str
+    new: str
+    expect_caught: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.path}:{self.line}: {self.kind}: `{self.old.strip()}` -> `{self.new.strip() or '(deleted)'}`"
+
+
+def _code_part(line: str) -> str:
+    return line.split("//", 1)[0]
+
+
+def enumerate_mutations(decrease: bool):
+    files = sorted(CSRC.glob("*.cu")) + sorted(CSRC.glob("*.cuh"))
+    out = []
+    for f in files:
+        rel = f.relative_to(CSRC)
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            code = _code_part(line)
+            if "#define" in code:
+                continue
+            for m in BARRIER.finditer(code):
+                out.append(Mutation(rel, i, "delete barrier", line, line[: m.start()] + line[m.end():], True))
+            for m in WAIT.finditer(code):
+                depth = m.group(1)
+                up = line[: m.start(1)] + f"({depth}) + 1" + line[m.end(1):]
+                out.append(Mutation(rel, i, "wait depth +1", line, up, True))
+                if decrease and depth.strip() != "0":
+                    down = line[: m.start(1)] + f"({depth}) - 1" + line[m.end(1):]
+                    out.append(Mutation(rel, i, "wait depth -1", line, down, False))
+    return out
+
+
+def _includes(src: Path, header: str) -> bool:
+    text = src.read_text()
+    return src.name == header or f'"{header}"' in text or f'"../{header}"' in text
+
+
+class Builder:
+    """Builds fastflow._simt from a (mutated) copy of csrc/ with the flags of the real build."""
+
+    def __init__(self, work: Path, jobs: int):
+        self.work, self.jobs = work, jobs
+        self.cxx = os.environ.get("CXX", "g++")
+        self.kflags = simt_build.kernel_flags(self.cxx)
+        import pybind11
+
+        self.pyflags = ["-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-DFASTFLOW_SIMT=1",
+                        "-I", pybind11.get_include(), "-I", sysconfig.get_paths()["include"]]
+        self.base_objs = work / "base_objs"
+        self.base_objs.mkdir(parents=True, exist_ok=True)
+        self.suffix = sysconfig.get_config_var("EXT_SUFFIX")
+
+    def _cc(self, args):
+        r = subprocess.run([self.cxx, *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr[-3000:])
+
+    def build_base(self, src_root: Path):
+        """Objects of every translation unit of the unmutated tree (reused by each mutation)."""
+        jobs = [(s, self.base_objs / simt_build.kernel_object_name(s), True) for s in simt_build.kernel_sources()]
+        for s in [CSRC / "bindings.cpp", *sorted(SIMT.glob("*.cpp"))]:
+            jobs.append((s, self.base_objs / ("host_" + s.stem + ".o"), False))
+        self._compile_all(src_root, jobs)
+
+    def _compile_all(self, src_root: Path, jobs):
+        def one(job):
+            src, obj, kernel = job
+            src = src_root / src.relative_to(CSRC)
+            flags = ([*self.kflags] if kernel else [*self.pyflags, "-I", str(src_root)])
+            if kernel:  # point the include paths at the (mutated) copy
+                flags = [str(src_root / Path(f).relative_to(CSRC)) if f.startswith(str(CSRC)) else f for f in flags]
+            self._cc([*flags, "-c", str(src), "-o", str(obj)])
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            list(pool.map(one, jobs))
+
+    def build_mutant(self, m: Mutation, out_dir: Path) -> Path:
+        src_root = out_dir / "csrc"
+        shutil.copytree(CSRC, src_root, ignore=shutil.ignore_patterns("__pycache__"))
+        target = src_root / m.path
+        lines = target.read_text().splitlines(keepends=True)
+        assert lines[m.line - 1].rstrip("\n") == m.old, f"{m.path}:{m.line} changed since enumeration"
+        lines[m.line - 1] = m.new + "\n"
+        target.write_text("".join(lines))
+        objs = {o.name: o for o in self.base_objs.glob("*.o")}
+        rebuild = [s for s in simt_build.kernel_sources() if _includes(s, m.path.name)]
+        jobs = []
+        for s in rebuild:
+            obj = out_dir / simt_build.kernel_object_name(s)
+            objs[obj.name] = obj
+            jobs.append((s, obj, True))
+        self._compile_all(src_root, jobs)
+        so = out_dir / ("_simt" + self.suffix)
+        self._cc(["-shared", *[str(o) for o in objs.values()], "-o", str(so)])
+        return so
+
+
+def run_tests(so: Path, m: Mutation, pkg_copy: Path) -> tuple:
+    shutil.copy2(so, pkg_copy / "fastflow" / so.name)
+    args = TESTS.get(m.path.name, ["-m", "simt", "tests"])
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args]
+    env = dict(os.environ, PYTHONPATH=str(pkg_copy))
+    t0 = time.time()
+    r = subprocess.run(cmd, cwd=pkg_copy, env=env, capture_output=True, text=True)
+    tail = [ln for ln in r.stdout.splitlines() if ln.startswith(("FAILED", "E ")) or " passed" in ln or " failed" in ln]
+    return r.returncode, time.time() - t0, tail[:3]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--list", action="store_true", help="only list the mutations")
+    ap.add_argument("--only", action="append", default=[], help="run mutations whose name contains this")
+    ap.add_argument("--decrease", action="store_true", help="also lower wait depths (equivalent mutants)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    muts = enumerate_mutations(args.decrease)
+    if args.only:
+        muts = [m for m in muts if any(s in m.name for s in args.only)]
+    if args.list:
+        for m in muts:
+            print(m.name)
+        print(f"{len(muts)} mutations")
+        return 0
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ff_mutation_") as tmp:
+        work = Path(tmp)
+        pkg = work / "pkg"
+        shutil.copytree(ROOT / "fastflow", pkg / "fastflow", ignore=shutil.ignore_patterns("__pycache__", "_simt*.so"))
+        shutil.copytree(ROOT / "tests", pkg / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(ROOT / "pyproject.toml", pkg / "pyproject.toml")
+        builder = Builder(work, args.jobs)
+        print(f"building the unmutated objects ({len(simt_build.kernel_sources())} kernel sources) ...", flush=True)
+        builder.build_base(CSRC)
+        # The unmutated build must pass the tests the mutations use, from the package copy.
+        base = work / "base"
+        base.mkdir()
+        so = base / ("_simt" + builder.suffix)
+        builder._cc(["-shared", *[str(o) for o in builder.base_objs.glob("*.o")], "-o", str(so)])
+        for files in sorted({m.path.name for m in muts}):
+            probe_m = next(m for m in muts if m.path.name == files)
+            rc, secs, tail = run_tests(so, probe_m, pkg)
+            print(f"unmutated: {' '.join(TESTS.get(files, ['-m', 'simt']))}: exit {rc} ({secs:.0f} s)", flush=True)
+            if rc != 0:
+                print("the unmutated build fails these tests; fix that first:", *tail, sep="\n  ")
+                return 2
+        where = subprocess.run([sys.executable, "-c", "import fastflow._simt as s; print(s.__file__)"], cwd=pkg,
+                               env=dict(os.environ, PYTHONPATH=str(pkg)), capture_output=True, text=True).stdout
+        if not where.startswith(str(pkg)):
+            print(f"the package copy is not the one imported ({where.strip()}); cannot test mutants")
+            return 2
+        for i, m in enumerate(muts, 1):
+            d = work / f"m{i}"
+            d.mkdir()
+            t0 = time.time()
+            try:
+                so = builder.build_mutant(m, d)
+                rc, secs, tail = run_tests(so, m, pkg)
+                status = "caught" if rc == 1 else "survived" if rc == 0 else f"error (pytest exit {rc})"
+            except RuntimeError as e:
+                status, secs, tail = "build failed", 0.0, [str(e).splitlines()[-1] if str(e) else ""]
+            shutil.rmtree(d, ignore_errors=True)
+            results.append({"mutation": m.name, "expect_caught": m.expect_caught, "status": status,
+                            "seconds": round(time.time() - t0, 1), "evidence": tail})
+            print(f"[{i}/{len(muts)}] {status:9s} {m.name} ({time.time() - t0:.0f} s)"
+                  + (f"\n      {tail[0][:200]}" if tail and status == "caught" else ""), flush=True)
+    must = [r for r in results if r["expect_caught"]]
+    missed = [r for r in must if r["status"] != "caught"]
+    equiv = [r for r in results if not r["expect_caught"]]
+    print(f"\n{len(must) - len(missed)} of {len(must)} barrier deletions / raised wait depths caught"
+          + (f"; {sum(r['status'] == 'survived' for r in equiv)} of {len(equiv)} lowered depths (equivalent) "
+             "survived, as expected" if equiv else ""))
+    for r in missed:
+        print(f"  NOT CAUGHT: {r['mutation']} ({r['status']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
