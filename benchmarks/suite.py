@@ -787,7 +787,7 @@ PEAK_TFLOPS = {"fp16": 989.0, "bf16": 989.0, "tf32": 494.0, "fp32": 67.0}
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="gpu_suite.sh", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="gpu_suite.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("outdir", nargs="?", default=os.environ.get("OUT") or os.path.join(ROOT, "benchmarks", "results"),
                     help="where the record, suite_logs.tar.gz and running stages' logs go (default: $OUT, else benchmarks/results)")
     ap.add_argument("--quick", action="store_true", help="the stages for one 15-minute GPU window")
@@ -806,7 +806,7 @@ def parse_args(argv):
     ap.add_argument("--sanitizers", default="memcheck,racecheck,initcheck,synccheck",
                     help="compute-sanitizer tools; the first two always run, the others beside them when the budget allows")
     ap.add_argument("--sanitizer-size", default="64x128", help="HxW of the sanitized forward")
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=30, help="timed rounds per benchmark configuration")
     args = ap.parse_args(argv)
     if args.outdir.startswith("-"):
         ap.error(f"OUTDIR {args.outdir!r} looks like an option")
@@ -814,6 +814,14 @@ def parse_args(argv):
         args.budget = 540.0 if args.quick else 3600.0
     if args.budget < 30:
         ap.error("--budget must be at least 30 seconds")
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
+    m = re.fullmatch(r"(\d+)x(\d+)", args.sanitizer_size)
+    if not m or int(m.group(1)) % 64 or int(m.group(2)) % 64 or "0" in (m.group(1), m.group(2)):
+        ap.error(f"--sanitizer-size must be HxW, positive multiples of 64, got {args.sanitizer_size!r}")
+    tools = [t for t in args.sanitizers.split(",") if t]
+    if not tools or any(t not in ("memcheck", "racecheck", "initcheck", "synccheck") for t in tools):
+        ap.error(f"--sanitizers must name some of memcheck,racecheck,initcheck,synccheck, got {args.sanitizers!r}")
     if args.stages is not None:
         stages = [s.strip() for s in args.stages.split(",") if s.strip()]
         unknown = [s for s in stages if s not in ALL]

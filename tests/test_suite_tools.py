@@ -120,7 +120,8 @@ def test_arguments(tools, monkeypatch):
     assert a.outdir == "o" and a.stage_list[-1] == "compile"
     monkeypatch.setenv("OUT", "/tmp/device_out")
     assert suite.parse_args([]).outdir == "/tmp/device_out"
-    for bad in (["--quick", "--compile"], ["--stages", "smoke,nope"], ["--quick", "--stages", "compile"], ["--budget", "5"]):
+    for bad in (["--quick", "--compile"], ["--stages", "smoke,nope"], ["--quick", "--stages", "compile"], ["--budget", "5"],
+                ["--repeats", "0"], ["--sanitizer-size", "60x128"], ["--sanitizer-size", "0x64"], ["--sanitizers", "memcheck,x"]):
         with pytest.raises(SystemExit) as e:
             suite.parse_args(bad)
         assert e.value.code == 2
