@@ -287,3 +287,30 @@ def test_large_cpu_pair_gets_a_note(capsys):
     assert "4000x3000" in err and "4032x3008" in err and "CPU" in err
     cli._size_note(torch.device("cpu"), 256, 320)
     assert capsys.readouterr().err == ""
+
+
+def test_video_folder_mixed_bit_depths_and_exif(files, model, tmp_path):
+    """Frame folders follow fastflow.images too: a 16-bit frame is scaled (not read as 0..255), an
+    EXIF-rotated frame is upright (run in-process through cli.main)."""
+    from PIL import Image
+
+    from fastflow import cli
+
+    d, ck = files
+    a = np.asarray(Image.open(d / "a.png").convert("RGB"))[:64, :96]
+    b = np.asarray(Image.open(d / "b.jpg").convert("RGB"))[:64, :96]
+    src = tmp_path / "frames"
+    src.mkdir()
+    Image.fromarray(a).save(src / "frame_8.png")
+    import cv2
+
+    cv2.imwrite(str(src / "frame_9.png"), (b.astype(np.uint16) * 257)[..., ::-1])  # 16-bit RGB
+    rot = Image.fromarray(np.rot90(a, 1).copy())
+    exif = rot.getexif()
+    exif[0x0112] = 6
+    rot.save(src / "frame_10.png", exif=exif)
+    out = tmp_path / "out"
+    assert cli.main(["video", str(src), "--checkpoint", str(ck), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert sorted(os.listdir(out)) == ["frame_8.flo", "frame_9.flo"]
+    np.testing.assert_allclose(read_flow(out / "frame_8.flo"), fastflow.estimate_flow(model, a, b), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(read_flow(out / "frame_9.flo"), fastflow.estimate_flow(model, b, a), rtol=1e-4, atol=1e-4)
