@@ -372,7 +372,8 @@ def warp(x, flow, padding: str = "border", return_mask: bool = False):
     """
     if (isinstance(x, torch.Tensor) and isinstance(flow, torch.Tensor) and x.dtype in DTYPE_CODES
             and flow.dtype in DTYPE_CODES and x.dim() == flow.dim() and x.dim() in (3, 4)
-            and flow.shape[-3] == 2 and flow.shape[-1] != 2 and x.shape[-2:] == flow.shape[-2:]
+            and flow.shape[-3] == 2 and x.shape[-2:] == flow.shape[-2:]
+            and not (flow.shape[-1] == 2 and x.shape[-3:-1] == flow.shape[-3:-1])
             and (x.dim() == 3 or x.shape[0] == flow.shape[0])):
         return _warp_nchw(x, flow, padding, return_mask)
     return _warp_any_layout(x, flow, padding, return_mask)
@@ -386,12 +387,14 @@ def _warp_any_layout(x, flow, padding: str, return_mask: bool):
         if not isinstance(t, (np.ndarray, torch.Tensor)):
             raise TypeError(f"fastflow.{op}: {name} must be a numpy array or a torch.Tensor, got {type(t).__name__}")
     xs, fs = tuple(x.shape), tuple(flow.shape)
-    if len(fs) in (3, 4) and fs[-1] == 2:
-        flow_last = True
-    elif len(fs) in (3, 4) and fs[-3] == 2:
-        flow_last = False
-    else:
+    if len(fs) not in (3, 4) or 2 not in (fs[-1], fs[-3]):
         raise ValueError(f"fastflow.{op}: flow must be (H, W, 2), (2, H, W), (B, H, W, 2) or (B, 2, H, W), got shape {fs}")
+    # A last dimension of 2 means channels-last, unless only the channels-first reading fits x.
+    flow_last = fs[-1] == 2
+    if flow_last and fs[-3] == 2:
+        def fits(hw):
+            return xs == hw or (len(xs) in (3, 4) and hw in (xs[-3:-1], xs[-2:]))
+        flow_last = fits(fs[-3:-1]) or not fits(fs[-2:])
     hw = fs[-3:-1] if flow_last else fs[-2:]
     fits_last = len(xs) in (3, 4) and xs[-3:-1] == hw
     fits_first = len(xs) in (3, 4) and xs[-2:] == hw

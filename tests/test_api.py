@@ -246,3 +246,11 @@ def test_track_points_and_flow_to_color_take_estimate_flow_output(model):
     assert isinstance(col_t, torch.Tensor) and col_t.shape == (2, 64, 96, 3)
     np.testing.assert_array_equal(col_t[0].numpy(), col)
     np.testing.assert_array_equal(fastflow.flow_to_color(ft.permute(0, 3, 1, 2))[1].permute(1, 2, 0).numpy(), col)
+
+
+def test_warp_width_two_channels_first_tensors():
+    """A channels-first flow whose width is 2 is still read channels-first when only that fits x."""
+    x = torch.rand(1, 3, 5, 2)
+    flow = torch.rand(1, 2, 5, 2)
+    torch.testing.assert_close(fastflow.warp(x, flow), fastflow.ops._warp_nchw(x, flow))
+    torch.testing.assert_close(fastflow.warp(x[0].numpy(), flow[0].numpy()), fastflow.ops._warp_nchw(x[0], flow[0]).numpy())
