@@ -56,6 +56,15 @@ def _fake_sanitizer(tmp_path, body):
     return str(d)
 
 
+def _sanitizer_stage(suite, tmp_path, monkeypatch, script, tools, budget=120):
+    """The sanitizer stage alone, in process, with a fake compute-sanitizer: (exit status, record)."""
+    monkeypatch.setenv("PATH", _fake_sanitizer(tmp_path, script) + os.pathsep + os.environ["PATH"])
+    out = tmp_path / "out"
+    args = suite.parse_args([str(out), "--stages", "sanitizer", "--device", "cuda", "--budget", str(budget),
+                             "--sanitizers", tools, "--work", str(tmp_path / "work")])
+    return suite.Suite(args).run(), _record(out)
+
+
 def test_targets(tools):
     suite, _ = tools
     rows = [_row("fastflow", "fp16", 1, 0.2, 150), _row("torch_compile", "fp16", 1, 0.8), _row("fastflow", "fp16", 16, 2.0),
@@ -175,15 +184,10 @@ def test_stage_timeout_recorded(tools, tmp_path, monkeypatch):
     """A sanitizer tool that hangs is killed at the stage deadline and recorded as timed out; the other
     tool's result stays; the record parses."""
     suite, _ = tools
-    path = _fake_sanitizer(tmp_path, 'if [ "$2" = racecheck ]; then sleep 300; fi\n'
-                                     'echo "sanitize_forward: done"; echo "========= ERROR SUMMARY: 0 errors"')
-    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
     monkeypatch.setitem(suite.LIMITS, "sanitizer", (3, 1))
+    rc, rec = _sanitizer_stage(suite, tmp_path, monkeypatch, 'if [ "$2" = racecheck ]; then sleep 300; fi\n'
+                               'echo "sanitize_forward: done"; echo "========= ERROR SUMMARY: 0 errors"', "memcheck,racecheck", 60)
     out = tmp_path / "out"
-    args = suite.parse_args([str(out), "--stages", "sanitizer", "--device", "cuda", "--budget", "60",
-                             "--sanitizers", "memcheck,racecheck", "--work", str(tmp_path / "work")])
-    rc = suite.Suite(args).run()
-    rec = _record(out)
     st = rec["stages"]["sanitizer"]
     assert rc == 1 and st["status"] == "timed out" and st["timeout_s"] == 3
     assert rec["sanitizer"]["memcheck"] == "clean" and rec["sanitizer"]["memcheck_errors"] == 0
@@ -193,15 +197,9 @@ def test_stage_timeout_recorded(tools, tmp_path, monkeypatch):
 
 def test_sanitizer_error_is_reported(tools, tmp_path, monkeypatch):
     suite, _ = tools
-    path = _fake_sanitizer(tmp_path, 'echo "========= Invalid __global__ read of size 4 bytes"\n'
-                                     'echo "=========     at conv_kernel"; echo "========= ERROR SUMMARY: 2 errors"; exit 3')
-    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
-    out = tmp_path / "out"
-    args = suite.parse_args([str(out), "--stages", "sanitizer", "--device", "cuda", "--budget", "120",
-                             "--sanitizers", "memcheck", "--work", str(tmp_path / "work")])
-    assert suite.Suite(args).run() == 1
-    rec = _record(out)
-    assert rec["stages"]["sanitizer"]["status"] == "failed"
+    rc, rec = _sanitizer_stage(suite, tmp_path, monkeypatch, 'echo "========= Invalid __global__ read of size 4 bytes"\n'
+                               'echo "=========     at conv_kernel"; echo "========= ERROR SUMMARY: 2 errors"; exit 3', "memcheck")
+    assert rc == 1 and rec["stages"]["sanitizer"]["status"] == "failed"
     assert rec["sanitizer"]["memcheck"] == "========= Invalid __global__ read of size 4 bytes"
     assert rec["sanitizer"]["memcheck_errors"] == 2
 
@@ -414,14 +412,9 @@ def test_smoke_runs_without_pytest(tmp_path):
 def test_sanitizer_refused_by_the_machine_is_a_skip(tools, tmp_path, monkeypatch):
     """compute-sanitizer refusing the device (gVisor GPU machines) is not a finding about fastflow."""
     suite, _ = tools
-    path = _fake_sanitizer(tmp_path, 'echo "========= Error: Device not supported"; echo "Traceback: CUDA error 999"; exit 1')
-    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
-    out = tmp_path / "out"
-    args = suite.parse_args([str(out), "--stages", "sanitizer", "--device", "cuda", "--budget", "120",
-                             "--sanitizers", "memcheck,racecheck", "--work", str(tmp_path / "work")])
-    assert suite.Suite(args).run() == 0
-    rec = _record(out)
-    assert rec["stages"]["sanitizer"]["status"] == "skipped"
+    rc, rec = _sanitizer_stage(suite, tmp_path, monkeypatch, 'echo "========= Error: Device not supported"\n'
+                               'echo "Traceback: CUDA error 999"; exit 1', "memcheck,racecheck")
+    assert rc == 0 and rec["stages"]["sanitizer"]["status"] == "skipped"
     assert rec["sanitizer"]["memcheck"].startswith("not run: compute-sanitizer cannot use this machine's GPU")
 
 
