@@ -29,7 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from . import _backend, ops
-from .reference import DECODER, ENCODER, FLOW_HEADS, LRELU_SLOPE, check_pair_input
+from .network import CONCATS as _CONCATS
+from .network import DECODER, ENCODER, FLOW_HEADS, LAYER, LAYERS, LRELU_SLOPE
+from .network import pad8 as _pad8
+from .reference import check_pair_input
 from .reference import FlowNet2S as _ReferenceFlowNet2S
 
 __all__ = ["FlowNet2S", "CheckpointError", "load_checkpoint_state"]
@@ -42,19 +45,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that is not a FlowNet2-S checkpoint, or does not fit this model."""
 
 
-def _pad8(c: int) -> int:
-    return (c + 7) // 8 * 8
-
-
-# Concat buffers of the decoder: (name, encoder producer, its channels, deconv producer, its
-# channels, flow head whose upsampled flow lands here, scale divisor). Channels are stored padded
-# to a multiple of 8 (zeros) so every kernel can use 16-byte accesses.
-_CONCATS = (
-    ("concat5", "conv5_1", 512, "deconv5", 512, "predict_flow6", 32),
-    ("concat4", "conv4_1", 512, "deconv4", 256, "predict_flow5", 16),
-    ("concat3", "conv3_1", 256, "deconv3", 128, "predict_flow4", 8),
-    ("concat2", "conv2", 128, "deconv2", 64, "predict_flow3", 4),
-)
+# The decoder's concat buffers (fastflow.network.CONCATS: name, encoder producer, its channels,
+# deconv producer, its channels, flow head whose upsampled flow lands here, scale divisor). The
+# fused forward stores their channels padded to a multiple of 8 (zeros) so every kernel can use
+# 16-byte accesses.
 
 
 def _describe_foreign(keys) -> Optional[str]:
@@ -619,13 +613,10 @@ class FlowNet2S(_ReferenceFlowNet2S):
             e.bufs[name] = t
             return t
 
-        buf("input", 8, 1)
-        buf("conv1", 64, 2)
-        buf("conv3", 256, 8)
-        buf("conv4", 512, 16)
-        buf("conv5", 512, 32)
-        buf("conv6", 1024, 64)
-        buf("conv6_1", 1024, 64)
+        buf("input", _pad8(LAYER["conv1"].cin), 1)
+        for layer in LAYERS:  # encoder outputs that are not part of a concat buffer
+            if layer.kind == "conv" and layer.feeds is None:
+                buf(layer.name, layer.cout, layer.out_scale)
         for cname, _, ce, _, cd, _, div in _CONCATS:
             # Padding channels are zeroed once here and never written again.
             buf(cname, _pad8(ce + cd + 2), div, zero=True)
@@ -636,32 +627,26 @@ class FlowNet2S(_ReferenceFlowNet2S):
         P = plan.params
         tf32 = P["precision"] == "tf32"
         bufs = e.bufs
-        # Where each encoder conv reads and writes: (input view, output buffer, channel offset).
-        sources = {
-            "conv1": bufs["input"],
-            "conv2": bufs["conv1"],
-            "conv3": bufs["concat2"][:, :128],
-            "conv3_1": bufs["conv3"],
-            "conv4": bufs["concat3"][:, :256],
-            "conv4_1": bufs["conv4"],
-            "conv5": bufs["concat4"][:, :512],
-            "conv5_1": bufs["conv5"],
-            "conv6": bufs["concat5"][:, :512],
-            "conv6_1": bufs["conv6"],
-        }
-        targets = {
-            "conv1": "conv1", "conv2": "concat2", "conv3": "conv3", "conv3_1": "concat3", "conv4": "conv4",
-            "conv4_1": "concat4", "conv5": "conv5", "conv5_1": "concat5", "conv6": "conv6", "conv6_1": "conv6_1",
-        }
+        # Where each encoder conv reads and writes: a layer's output lives in its own buffer or at
+        # channel 0 of the concat buffer it feeds (the skip connection), read as that slice.
+        def stored(name):
+            layer = LAYER.get(name)
+            if layer is None or layer.feeds is None:
+                return bufs[name]
+            return bufs[layer.feeds][:, layer.offset : layer.offset + layer.cout]
+
+        sources = {name: stored(LAYER[name].reads) for name, *_ in ENCODER}
+        targets = {name: LAYER[name].feeds or name for name, *_ in ENCODER}
         for name, _, _, _, s in ENCODER:
             wp, bias = P[name]
-            ops.conv2d_lrelu(sources[name], wp, bias, s, LRELU_SLOPE, out=bufs[targets[name]], out_channel_offset=0, allow_tf32=tf32)
+            ops.conv2d_lrelu(sources[name], wp, bias, s, LRELU_SLOPE, out=bufs[targets[name]],
+                             out_channel_offset=LAYER[name].offset, allow_tf32=tf32)
         x = bufs["conv6_1"]
-        for (dec, _, _), (cname, _, ce, _, cd, _, _), (pred, _, _) in zip(DECODER, _CONCATS, FLOW_HEADS):
+        for (dec, _, _), (cname, *_), (pred, _, up) in zip(DECODER, _CONCATS, FLOW_HEADS):
             nxt = bufs[cname]
-            ops.flow_head(x, P[pred], out=nxt, out_channel_offset=ce + cd)
+            ops.flow_head(x, P[pred], out=nxt, out_channel_offset=LAYER[up].offset)
             wp, bias = P[dec]
-            ops.deconv_lrelu(x, wp, bias, LRELU_SLOPE, out=nxt, out_channel_offset=ce, allow_tf32=tf32)
+            ops.deconv_lrelu(x, wp, bias, LRELU_SLOPE, out=nxt, out_channel_offset=LAYER[dec].offset, allow_tf32=tf32)
             x = nxt
         flow2, _ = ops.flow_head(x, P["predict_flow2"])
         return flow2

@@ -10,12 +10,15 @@ ops produce them in ``torch.channels_last`` memory (NHWC), which these reference
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# The layer table and its views live in fastflow.network (ENCODER, DECODER, FLOW_HEADS and
+# flops_per_pair are re-exported here, where they always were).
+from .network import CONCAT, DECODER, ENCODER, FLOW_HEADS, LAYERS, LRELU_SLOPE, flops_per_pair  # noqa: F401
 
 __all__ = [
     "FlowNet2S",
@@ -31,50 +34,13 @@ __all__ = [
     "flow_head",
 ]
 
-LRELU_SLOPE = 0.1
-
-# (name, Cin, Cout, kernel, stride) of the ten encoder convolutions, in execution order.
-ENCODER = (
-    ("conv1", 6, 64, 7, 2),
-    ("conv2", 64, 128, 5, 2),
-    ("conv3", 128, 256, 5, 2),
-    ("conv3_1", 256, 256, 3, 1),
-    ("conv4", 256, 512, 3, 2),
-    ("conv4_1", 512, 512, 3, 1),
-    ("conv5", 512, 512, 3, 2),
-    ("conv5_1", 512, 512, 3, 1),
-    ("conv6", 512, 1024, 3, 2),
-    ("conv6_1", 1024, 1024, 3, 1),
-)
-# (name, Cin, Cout) of the four ConvTranspose2d(k4, s2, p1) + LeakyReLU decoder stages.
-DECODER = (
-    ("deconv5", 1024, 512),
-    ("deconv4", 1026, 256),
-    ("deconv3", 770, 128),
-    ("deconv2", 386, 64),
-)
-# (predict_flow name, Cin, upsampled_flow name or None): the five flow heads, coarse to fine.
-FLOW_HEADS = (
-    ("predict_flow6", 1024, "upsampled_flow6_to_5"),
-    ("predict_flow5", 1026, "upsampled_flow5_to_4"),
-    ("predict_flow4", 770, "upsampled_flow4_to_3"),
-    ("predict_flow3", 386, "upsampled_flow3_to_2"),
-    ("predict_flow2", 194, None),
-)
-
-
-def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride=stride, padding=(k - 1) // 2, bias=True),
-        nn.LeakyReLU(LRELU_SLOPE, inplace=True),
-    )
-
-
-def _deconv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1, bias=True),
-        nn.LeakyReLU(LRELU_SLOPE, inplace=True),
-    )
+def _module(layer) -> nn.Module:
+    """The torch module of one row of fastflow.network.LAYERS, as flownet2-pytorch builds it:
+    conv / deconv layers are ``Sequential(conv, LeakyReLU)`` (parameter names ``conv1.0.weight``),
+    flow heads and their upsamples bare modules."""
+    cls = nn.ConvTranspose2d if layer.transposed else nn.Conv2d
+    m = cls(layer.cin, layer.cout, layer.kernel, stride=layer.stride, padding=layer.padding, bias=layer.bias)
+    return nn.Sequential(m, nn.LeakyReLU(LRELU_SLOPE, inplace=True)) if layer.lrelu else m
 
 
 def check_pair_input(x: torch.Tensor) -> None:
@@ -111,14 +77,11 @@ class FlowNet2S(nn.Module):
         super().__init__()
         self.rgb_max = float(rgb_max)
         self.div_flow = float(div_flow)
-        for name, cin, cout, k, s in ENCODER:
-            setattr(self, name, _conv(cin, cout, k, s))
-        for name, cin, cout in DECODER:
-            setattr(self, name, _deconv(cin, cout))
-        for pred, cin, up in FLOW_HEADS:
-            setattr(self, pred, nn.Conv2d(cin, 2, kernel_size=3, stride=1, padding=1, bias=True))
-            if up is not None:
-                setattr(self, up, nn.ConvTranspose2d(2, 2, 4, 2, 1, bias=False))
+        # Registration order (encoder, deconvs, then each flow head with its upsample) fixes the
+        # state_dict order and which random numbers each layer's initialisation draws.
+        order = {"conv": 0, "deconv": 1, "flow": 2, "flow_up": 2}
+        for layer in sorted(LAYERS, key=lambda l: order[l.kind]):
+            setattr(self, layer.name, _module(layer))
         # The original initialisation: xavier_uniform weights, uniform(0, 1) biases.
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -134,37 +97,22 @@ class FlowNet2S(nn.Module):
         x = (inputs - rgb_mean) / self.rgb_max
         x = torch.cat((x[:, :, 0, :, :], x[:, :, 1, :, :]), dim=1)
 
-        out_conv1 = self.conv1(x)
-        out_conv2 = self.conv2(out_conv1)
-        out_conv3 = self.conv3_1(self.conv3(out_conv2))
-        out_conv4 = self.conv4_1(self.conv4(out_conv3))
-        out_conv5 = self.conv5_1(self.conv5(out_conv4))
-        out_conv6 = self.conv6_1(self.conv6(out_conv5))
+        # Every layer of the table in order; a concat buffer [skip | deconv | flow_up] exists once
+        # all the layers that feed it have run.
+        outs = {"input": x}
+        parts = {}
+        for layer in LAYERS:
+            y = outs[layer.name] = getattr(self, layer.name)(outs[layer.reads])
+            if layer.feeds is not None:
+                feed = parts.setdefault(layer.feeds, {})
+                feed[layer.offset] = y
+                if sum(t.shape[1] for t in feed.values()) == CONCAT[layer.feeds].channels:
+                    outs[layer.feeds] = torch.cat([feed[o] for o in sorted(feed)], 1)
 
-        flow6 = self.predict_flow6(out_conv6)
-        flow6_up = self.upsampled_flow6_to_5(flow6)
-        out_deconv5 = self.deconv5(out_conv6)
-        concat5 = torch.cat((out_conv5, out_deconv5, flow6_up), 1)
-
-        flow5 = self.predict_flow5(concat5)
-        flow5_up = self.upsampled_flow5_to_4(flow5)
-        out_deconv4 = self.deconv4(concat5)
-        concat4 = torch.cat((out_conv4, out_deconv4, flow5_up), 1)
-
-        flow4 = self.predict_flow4(concat4)
-        flow4_up = self.upsampled_flow4_to_3(flow4)
-        out_deconv3 = self.deconv3(concat4)
-        concat3 = torch.cat((out_conv3, out_deconv3, flow4_up), 1)
-
-        flow3 = self.predict_flow3(concat3)
-        flow3_up = self.upsampled_flow3_to_2(flow3)
-        out_deconv2 = self.deconv2(concat3)
-        concat2 = torch.cat((out_conv2, out_deconv2, flow3_up), 1)
-
-        flow2 = self.predict_flow2(concat2)
+        flows = tuple(outs[f"predict_flow{n}"] for n in range(2, 7))
         if self.training:
-            return flow2, flow3, flow4, flow5, flow6
-        return self.upsample1(flow2 * self.div_flow)
+            return flows
+        return self.upsample1(flows[0] * self.div_flow)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,26 +280,3 @@ def flow_head(
         out[:, out_channel_offset : out_channel_offset + 2] = up
         up = out[:, out_channel_offset : out_channel_offset + 2]
     return flow.to(rdt), up
-
-
-def flops_per_pair(height: int, width: int) -> float:
-    """Multiply-adds x 2 of one FlowNet2-S forward at ``height x width`` (convs, deconvs, flow heads)."""
-    total = 0.0
-    h, w = height, width
-    sizes = {}
-    for name, cin, cout, k, s in ENCODER:
-        h, w = math.ceil(h / s), math.ceil(w / s)
-        sizes[name] = (h, w)
-        total += 2.0 * h * w * cout * cin * k * k
-    h6, w6 = sizes["conv6_1"]
-    scale = 1
-    for (pred, cin, up), dec in zip(FLOW_HEADS, DECODER + (None,)):
-        hh, ww = h6 * scale, w6 * scale
-        total += 2.0 * hh * ww * 2 * cin * 9
-        if up is not None:
-            total += 2.0 * (2 * hh) * (2 * ww) * 2 * 2 * 4
-        if dec is not None:
-            _, dcin, dcout = dec
-            total += 2.0 * (2 * hh) * (2 * ww) * dcout * dcin * 4
-        scale *= 2
-    return total
