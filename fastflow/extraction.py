@@ -513,6 +513,12 @@ class _Reader(threading.Thread):
         return False
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._put(None)  # the model thread stops waiting, whatever happened here
+
+    def _run(self) -> None:
         from .images import open_frames
 
         for job in self.jobs:
@@ -520,7 +526,7 @@ class _Reader(threading.Thread):
                 return
             try:
                 src = open_frames(job.source)
-            except (ValueError, ImportError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 - missing, unreadable, no decoder: this input fails
                 if not self._put(("error", job, _first_line(e))):
                     return
                 continue
@@ -535,11 +541,10 @@ class _Reader(threading.Thread):
                     src.close()
                 except Exception:  # noqa: BLE001
                     pass
-        self._put(None)
 
     def _read(self, job: Job, src) -> bool:
         names = src.names
-        if names is not None and len(set(names)) != len(names):
+        if names is not None and self.opts.format in ("flo", "kitti") and len(set(names)) != len(names):
             from collections import Counter
 
             dup = sorted(n for n, c in Counter(names).items() if c > 1)[0]
@@ -674,6 +679,9 @@ class Engine:
                         ended.add(job)
                     cur = None
                     window.clear()
+            for job in jobs:  # only after a bug in the reader: every input gets a result all the same
+                if job not in ended:
+                    abort(job, "the frame reader stopped before this input (a bug: please report it)")
         finally:
             reader.stop.set()
             if writer.is_alive():

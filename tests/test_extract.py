@@ -271,6 +271,16 @@ def test_input_names_lists_and_root(data, tmp_path):
         assert (tmp_path / "o" / RECORD_DIR / c / "v1.json").exists()
     with pytest.raises(ValueError, match="input folder itself"):
         fastflow.extract(data["walk"], data["dir"], model=data["model"])
+    # frames a.png and a.jpg: their .flo files would collide, their numbered denseflow files do not
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    for f in sorted(os.listdir(data["walk"]))[:2]:
+        shutil.copy(data["walk"] / f, dup / f)
+    shutil.copy(data["walk"] / "f2.png", dup / "f1.jpg")
+    s = fastflow.extract(dup, tmp_path / "d1", model=data["model"], format="flo")
+    assert s["failed"] == 1 and "two frames are named 'f1'" in s["results"][0]["reason"]
+    s = fastflow.extract(dup, tmp_path / "d2", model=data["model"], format="denseflow")
+    assert s["done"] == 1 and s["pairs"] == 2
 
 
 def test_cli_user_errors_are_one_line(data, tmp_path):
