@@ -41,3 +41,29 @@ def test_upsample_flow_threaded(b, h, w, dtype):
     want = reference.upsample_flow(flow.double(), 20.0)
     assert got.shape == (b, 2, 4 * h, 4 * w) and got.dtype == torch.float32
     assert rel_err(got, want) <= 1e-6
+
+
+@pytest.mark.parametrize("threads", ["1", "3", "7"])
+def test_same_result_on_any_thread_count(tmp_path, threads):
+    """FASTFLOW_CPU_IO_THREADS (read once per process) changes the split, never the numbers."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, sys\n"
+        "from fastflow import ops\n"
+        "g = torch.Generator().manual_seed(7)\n"
+        "pair = torch.rand(2, 3, 2, 131, 257, generator=g) * 255\n"
+        "flow = torch.randn(2, 2, 37, 53, generator=g)\n"
+        "torch.save((ops.normalize_pack(pair, 255.0, 8, torch.bfloat16), ops.upsample_flow(flow, 20.0)), sys.argv[1])\n"
+    )
+    outs = {}
+    for t in ("", threads):
+        env = dict(os.environ, FASTFLOW_CPU_IO_THREADS=t, PYTHONPATH=os.pathsep.join(sys.path))
+        path = tmp_path / f"out{t or 'default'}.pt"
+        r = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        outs[t] = torch.load(path)
+    for a, b in zip(outs[""], outs[threads]):
+        assert torch.equal(a, b)

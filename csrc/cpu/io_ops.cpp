@@ -6,6 +6,7 @@
 // reassociation needed), unit-stride loops over x for the packing and the upsample.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -22,11 +23,25 @@ constexpr int64_t kMinWorkPerThread = 1 << 16;
 constexpr int64_t kMaxThreads = 16;
 constexpr int kLanes = 16;
 
-// f(begin, end) over [0, n) in contiguous chunks, on up to hardware_concurrency threads (the
-// calling one included). Falls back to fewer threads if the system refuses to start one.
+// Threads the CPU kernels may use: FASTFLOW_CPU_IO_THREADS if set (>= 1), else the hardware's.
+int64_t io_threads() {
+  static const int64_t n = [] {
+    const char* env = std::getenv("FASTFLOW_CPU_IO_THREADS");
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long v = std::strtol(env, &end, 10);
+      if (end != env && *end == '\0' && v >= 1) return int64_t(v);
+    }
+    return std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
+  }();
+  return n;
+}
+
+// f(begin, end) over [0, n) in contiguous chunks, on up to io_threads() threads (the calling one
+// included). Falls back to fewer threads if the system refuses to start one.
 template <typename F>
 void parallel_rows(int64_t n, int64_t work_per_row, const F& f) {
-  const int64_t hw = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
+  const int64_t hw = io_threads();
   const int64_t by_work = std::max<int64_t>(1, n * std::max<int64_t>(1, work_per_row) / kMinWorkPerThread);
   const int64_t threads = std::min({hw, kMaxThreads, n, by_work});
   if (threads <= 1) {
