@@ -20,27 +20,23 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from fastflow import ops, reference
+from fastflow import network, ops
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def layers(height: int, width: int):
-    """(name, kind, Cin, Cx, Cout, k, stride, h, w, out channels, out offset) of every layer."""
+    """(name, kind, Cin, Cx, Cout, k, stride, h, w, out channels, out offset) of every layer: convs
+    (encoder, flow heads) write their own tensor, deconvs their slice of the padded concat buffer."""
     rows = []
-    h, w = height, width
-    for name, cin, cout, k, s in reference.ENCODER:
-        rows.append((name, "conv", cin, 8 if cin == 6 else cin, cout, k, s, h, w, cout, 0))
-        h, w = (h - 1) // s + 1, (w - 1) // s + 1
-    for i, (name, cin, _) in enumerate(reference.FLOW_HEADS):
-        sc = 64 >> i
-        rows.append((name, "conv", cin, (cin + 7) // 8 * 8, 2, 3, 1, height // sc, width // sc, 2, 0))
-    for i, (name, cin, cout) in enumerate(reference.DECODER):
-        sc = 64 >> i
-        concat = reference.FLOW_HEADS[i + 1][1]  # (skip, deconv, flow) channels of the next concat
-        skip = concat - cout - 2
-        total = (concat + 7) // 8 * 8
-        rows.append((name, "deconv", cin, (cin + 7) // 8 * 8, cout, 4, 2, height // sc, width // sc, total, skip))
+    for kind in ("conv", "flow", "deconv"):
+        for l in network.LAYERS:
+            if l.kind != kind:
+                continue
+            h, w = l.input_size(height, width) if kind == "conv" else (height // l.scale, width // l.scale)
+            ctot = network.CONCAT[l.feeds].padded if kind == "deconv" else l.cout
+            rows.append((l.name, "deconv" if kind == "deconv" else "conv", l.cin, l.cin_padded, l.cout,
+                         l.kernel, l.stride, h, w, ctot, l.offset if kind == "deconv" else 0))
     return rows
 
 
@@ -71,7 +67,7 @@ def bench_layer(row, batch, prec, args):
         wt = torch.randn(cout, cx, k, k, device=dev, dtype=dt) / (cx * k * k) ** 0.5
         packed = ops.pack_conv_weight(wt, dt)
         ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
-        flops = ops.conv_flops(batch, cin, cout, h, w, k, s)
+        flops = network.conv_flops(batch, cin, cout, h, w, k, s)
 
         def ours():
             ops.conv2d_lrelu(x, packed, b, s, 0.1, out=out, out_channel_offset=off, allow_tf32=tf32)
@@ -83,7 +79,7 @@ def bench_layer(row, batch, prec, args):
         wt = torch.randn(cx, cout, 4, 4, device=dev, dtype=dt) / (cx * 4) ** 0.5
         packed = ops.pack_deconv_weight(wt, dt)
         ho, wo = 2 * h, 2 * w
-        flops = ops.deconv_flops(batch, cin, cout, h, w)
+        flops = network.deconv_flops(batch, cin, cout, h, w)
 
         def ours():
             ops.deconv_lrelu(x, packed, b, 0.1, out=out, out_channel_offset=off, allow_tf32=tf32)

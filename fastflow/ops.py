@@ -25,6 +25,7 @@ from typing import Dict, Iterator, Optional, Tuple, Union
 import torch
 
 from . import _backend
+from .network import DECONV_TAPS, conv_flops, deconv_flops, pad8  # noqa: F401 (re-exported)
 
 __all__ = [
     "normalize_pack",
@@ -668,13 +669,12 @@ def flow_head(
 # conv2d_lrelu / deconv_lrelu: implicit-GEMM conv + bias + LeakyReLU into a channel slice
 # ---------------------------------------------------------------------------------------------
 
-# ConvTranspose2d(k4, s2, p1) kernel row (column) index of sub-pixel tap t at output parity a
-# (DESIGN.md section 5; csrc/igemm_math.h deconv_kernel_index).
-DECONV_TAPS = ((1, 3), (2, 0))
+# DECONV_TAPS[a][t]: the ConvTranspose2d(k4, s2, p1) kernel row (column) of sub-pixel tap t at output
+# parity a (fastflow.network; csrc/igemm_math.h deconv_kernel_index is the kernels' copy).
 
 
 def _padded_channels(op: str, cin: int, cin_padded: Optional[int]) -> int:
-    cp = (cin + 7) // 8 * 8 if cin_padded is None else int(cin_padded)
+    cp = pad8(cin) if cin_padded is None else int(cin_padded)
     if cp < cin or cp % 8:
         raise ValueError(
             f"fastflow.{op}: cin_padded must be a multiple of 8 and >= the {cin} input channels, got {cin_padded}"
@@ -954,15 +954,3 @@ def deconv_lrelu(
     )
     _deconv_lrelu_op(x, packed_weight, bias, out, float(slope), int(out_channel_offset), tf32, split_k)
     return out
-
-
-def conv_flops(batch: int, cin: int, cout: int, height: int, width: int, k: int, stride: int) -> float:
-    """2 x multiply-adds of Conv2d(cin, cout, k, stride, padding=(k-1)//2) on a ``height x width`` input."""
-    ho, wo = (height - 1) // stride + 1, (width - 1) // stride + 1
-    return 2.0 * batch * ho * wo * cout * cin * k * k
-
-
-def deconv_flops(batch: int, cin: int, cout: int, height: int, width: int) -> float:
-    """2 x useful multiply-adds of ConvTranspose2d(cin, cout, 4, 2, 1) on a ``height x width`` input
-    (4 of the 16 taps reach each output pixel)."""
-    return 2.0 * batch * (2 * height) * (2 * width) * cout * cin * 4

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from conftest import rel_err
 from fastflow import ops, reference
+from fastflow.network import LAYERS, pad8
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -63,7 +64,7 @@ def _check_slice(op, prec, buf, before, off, cout, got_ref, lowp_ref_err, seed, 
 def check_conv(prec, b, cin, cout, k, stride, h, w, device, cx=None, before=3, after=5, split_k=None):
     """conv2d_lrelu into channels [before, before + cout) of a (b, before + cout + after, Ho, Wo) buffer."""
     gen, seed = fresh_generator()
-    cx = cx or (cin + 7) // 8 * 8
+    cx = cx or pad8(cin)
     dt = DTYPES[prec]
     x = _padded_input(gen, b, cin, cx, h, w)
     wt = torch.randn(cout, cin, k, k, generator=gen, dtype=torch.float64) / math.sqrt(cin * k * k)
@@ -96,7 +97,7 @@ def _pad_w(w: torch.Tensor, cx: int) -> torch.Tensor:
 def check_deconv(prec, b, cin, cout, h, w, device, cx=None, before=3, after=5, split_k=None):
     """deconv_lrelu (ConvTranspose2d k4 s2 p1) into a channel slice of a (b, Ctot, 2h, 2w) buffer."""
     gen, seed = fresh_generator()
-    cx = cx or (cin + 7) // 8 * 8
+    cx = cx or pad8(cin)
     dt = DTYPES[prec]
     x = _padded_input(gen, b, cin, cx, h, w)
     wt = torch.randn(cin, cout, 4, 4, generator=gen, dtype=torch.float64) / math.sqrt(cin * 4)
@@ -120,29 +121,18 @@ def check_deconv(prec, b, cin, cout, h, w, device, cx=None, before=3, after=5, s
 
 
 def encoder_inputs(height: int, width: int):
-    """(name, Cin, Cx, Cout, k, stride, H, W) of each FlowNet2-S encoder conv for a height x width pair."""
-    out = []
-    h, w = height, width
-    for name, cin, cout, k, s in reference.ENCODER:
-        cx = 8 if cin == 6 else cin
-        out.append((name, cin, cx, cout, k, s, h, w))
-        h, w = (h - 1) // s + 1, (w - 1) // s + 1
-    return out
+    """(name, Cin, Cx, Cout, k, stride, H, W) of each FlowNet2-S encoder conv for a height x width pair
+    (Cx: the stored, padded input channels)."""
+    return [(l.name, l.cin, l.cin_padded, l.cout, l.kernel, l.stride, *l.input_size(height, width))
+            for l in LAYERS if l.kind == "conv"]
 
 
 def flow_head_inputs(height: int, width: int):
     """(name, Cin, Cx, H, W) of the five predict_flow convs (3x3 -> 2) on the padded concat buffers."""
-    out = []
-    for i, (name, cin, _) in enumerate(reference.FLOW_HEADS):
-        scale = 64 >> i
-        out.append((name, cin, (cin + 7) // 8 * 8, height // scale, width // scale))
-    return out
+    return [(l.name, l.cin, l.cin_padded, height // l.scale, width // l.scale) for l in LAYERS if l.kind == "flow"]
 
 
 def decoder_inputs(height: int, width: int):
     """(name, Cin, Cx, Cout, h, w) of the four deconvs (input at 1/64, 1/32, 1/16, 1/8)."""
-    out = []
-    for i, (name, cin, cout) in enumerate(reference.DECODER):
-        scale = 64 >> i
-        out.append((name, cin, (cin + 7) // 8 * 8, cout, height // scale, width // scale))
-    return out
+    return [(l.name, l.cin, l.cin_padded, l.cout, height // l.scale, width // l.scale)
+            for l in LAYERS if l.kind == "deconv"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from fastflow import _backend, ops, reference
+from conftest import requires_cuda
 from _igemm_util import PRECISIONS, check_conv, encoder_inputs, flow_head_inputs
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 # (Cin, Cout, k, stride, H, W): sizes that are not multiples of any tile, odd sizes with stride 2,
 # Cout = 2, k = 1/5/7, a single pixel.

@@ -6,10 +6,10 @@ every FlowNet2-S decoder shape.
 import pytest
 import torch
 
-from fastflow import _backend, ops, reference
+from fastflow import _backend, network, ops, reference
+from conftest import requires_cuda
 from _igemm_util import PRECISIONS, check_deconv, decoder_inputs
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 # (Cin, Cout, h, w): odd and tiny sizes, Cout not a multiple of 8, a single input pixel.
 AWKWARD = [(13, 37, 3, 5), (8, 2, 1, 1), (24, 70, 5, 2), (40, 129, 2, 7), (3, 9, 1, 4)]
@@ -114,11 +114,10 @@ def test_opcheck_cpu():
 def test_decoder_layers_cuda(index, size, batch, prec):
     # Written where the model writes it: after the skip connection's channels of the next concat
     # buffer (skip, deconv, flow 2, zero padding to a multiple of 8).
-    _, cin, cx, cout, h, w = decoder_inputs(*size)[index]
-    concat = reference.FLOW_HEADS[index + 1][1]
-    skip = concat - cout - 2
-    total = (concat + 7) // 8 * 8
-    check_deconv(prec, batch, cin, cout, h, w, "cuda", cx=cx, before=skip, after=total - skip - cout)
+    name, cin, cx, cout, h, w = decoder_inputs(*size)[index]
+    layer = network.LAYER[name]
+    total = network.CONCAT[layer.feeds].padded
+    check_deconv(prec, batch, cin, cout, h, w, "cuda", cx=cx, before=layer.offset, after=total - layer.offset - cout)
 
 
 @requires_cuda
