@@ -28,6 +28,12 @@ void smem_access(ThreadState* t, size_t off, size_t n, bool write, const void* p
   BlockState* b = t->block;
   Runner* r = b->runner;
   const uint16_t tid = uint16_t(t->linear);
+  auto race = [&](const char* key, const char* verb, size_t i, const std::string& other) {
+    report(t, key + pc_where(pc),
+           "shared-memory race: " + where(t) + " " + verb + " " + smem_where(b, i) + " " + other +
+               " with no __syncthreads between" + pc_where(pc),
+           false);
+  };
   for (size_t i = off; i < off + n; ++i) {
     if (r->region[i] == 0) {
       report(t, std::string("smem-oob") + pc_where(pc),
@@ -53,10 +59,7 @@ void smem_access(ThreadState* t, size_t off, size_t n, bool write, const void* p
         return;
       }
       if (s.w_epoch == b->epoch && s.w_tid != tid) {
-        report(t, "race-raw" + pc_where(pc),
-               "shared-memory race: " + where(t) + " reads " + smem_where(b, i) + " written by thread " +
-                   std::to_string(s.w_tid) + " with no __syncthreads between" + pc_where(pc),
-               false);
+        race("race-raw", "reads", i, "written by thread " + std::to_string(s.w_tid));
         return;
       }
       if (s.r_epoch != b->epoch) {
@@ -67,18 +70,12 @@ void smem_access(ThreadState* t, size_t off, size_t n, bool write, const void* p
       }
     } else {
       if (s.w_epoch == b->epoch && s.w_tid != tid) {
-        report(t, "race-waw" + pc_where(pc),
-               "shared-memory race: " + where(t) + " writes " + smem_where(b, i) + " also written by thread " +
-                   std::to_string(s.w_tid) + " with no __syncthreads between" + pc_where(pc),
-               false);
+        race("race-waw", "writes", i, "also written by thread " + std::to_string(s.w_tid));
         return;
       }
       if (s.r_epoch == b->epoch && s.r_tid != tid) {
-        report(t, "race-war" + pc_where(pc),
-               "shared-memory race: " + where(t) + " writes " + smem_where(b, i) + " read by " +
-                   (s.r_tid == kManyReaders ? std::string("other threads") : "thread " + std::to_string(s.r_tid)) +
-                   " with no __syncthreads between" + pc_where(pc),
-               false);
+        race("race-war", "writes", i,
+             s.r_tid == kManyReaders ? std::string("read by other threads") : "read by thread " + std::to_string(s.r_tid));
         return;
       }
       s.w_epoch = b->epoch;
