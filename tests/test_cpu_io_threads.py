@@ -43,8 +43,7 @@ def test_upsample_flow_threaded(b, h, w, dtype):
     assert rel_err(got, want) <= 1e-6
 
 
-@pytest.mark.parametrize("threads", ["1", "3", "7"])
-def test_same_result_on_any_thread_count(tmp_path, threads):
+def test_same_result_on_any_thread_count(tmp_path):
     """FASTFLOW_CPU_IO_THREADS (read once per process) changes the split, never the numbers."""
     import os
     import subprocess
@@ -59,11 +58,12 @@ def test_same_result_on_any_thread_count(tmp_path, threads):
         "torch.save((ops.normalize_pack(pair, 255.0, 8, torch.bfloat16), ops.upsample_flow(flow, 20.0)), sys.argv[1])\n"
     )
     outs = {}
-    for t in ("", threads):
+    for t in ("", "1", "3"):
         env = dict(os.environ, FASTFLOW_CPU_IO_THREADS=t, PYTHONPATH=os.pathsep.join(sys.path))
         path = tmp_path / f"out{t or 'default'}.pt"
         r = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         outs[t] = torch.load(path)
-    for a, b in zip(outs[""], outs[threads]):
-        assert torch.equal(a, b)
+    for t in ("1", "3"):
+        for a, b in zip(outs[""], outs[t]):
+            assert torch.equal(a, b)
