@@ -913,8 +913,7 @@ def _run_ray(todo, spec, address, device, precision, opts, batch, workers, progr
             per = max(1, min(node_cpus, cpus // n))
             actor_opts = {"num_cpus": per}
             dev, threads = "cpu", per
-        if not isinstance(spec, str):
-            spec = ray.put(spec)  # shipped once, resolved in each actor
+        spec = ray.put(spec)  # the module (loaded by the driver), shipped once, resolved in each actor
         cls = ray.remote(max_restarts=2, max_task_retries=2, **actor_opts)(_RayWorker)
 
         def new_actor():
