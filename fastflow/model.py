@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from . import _backend, ops
 from .network import CONCATS as _CONCATS
-from .network import DECODER, ENCODER, FLOW_HEADS, LAYER, LAYERS, LRELU_SLOPE
+from .network import DECODER, ENCODER, FLOW_HEADS, LAYER, LAYERS, LRELU_SLOPE, deconv_kernel_index
 from .network import pad8 as _pad8
 from .reference import check_pair_input
 from .reference import FlowNet2S as _ReferenceFlowNet2S
@@ -304,8 +304,10 @@ def _cpu_layers(model: torch.nn.Module, input_shape, dtype: torch.dtype = torch.
         if fused:
             wp, bp = prep(weight, bias, 0, size[1])
             cout = wp.shape[1]
-            # out[2m+a, 2n+c] = sum_{i,j} x[m-1+a+i, n-1+c+j] * w[:, :, 3-a-2i, 3-c-2j]
-            sub = torch.cat([wp[:, :, [3 - a, 1 - a]][:, :, :, [3 - c, 1 - c]].transpose(0, 1)
+            # out[2m+a, 2n+c] = sum_{i,j} x[m-1+a+i, n-1+c+j] * w[:, :, k(a, a-1+i), k(c, c-1+j)]
+            # with k = network.deconv_kernel_index (= 3-a-2i, 3-c-2j)
+            taps = [[deconv_kernel_index(a, a - 1 + i) for i in (0, 1)] for a in (0, 1)]
+            sub = torch.cat([wp[:, :, taps[a]][:, :, :, taps[c]].transpose(0, 1)
                              for a in (0, 1) for c in (0, 1)]).contiguous()
             y_of = conv(sub, bp.repeat(4), 2, 1, slope, size, p=1)
             h_in, w_in = size[2], size[3]

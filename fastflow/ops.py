@@ -862,6 +862,21 @@ def _igemm_args(
     return x, bias, out, bool(allow_tf32) and x.dtype == torch.float32, int(split_k)
 
 
+def _check_igemm_x(op: str, x, packed_weight, hw: str) -> None:
+    _check_tensor("x", op, x)
+    _check_tensor("packed_weight", op, packed_weight)
+    if x.dim() != 4:
+        raise ValueError(f"fastflow.{op}: x must be (B, Cx, {hw}), got shape {tuple(x.shape)}")
+    _check_float("x", op, x)
+
+
+def _check_channels(op: str, x: torch.Tensor, cx: int) -> None:
+    if x.shape[1] != cx or cx % 8:
+        raise ValueError(
+            f"fastflow.{op}: x has {x.shape[1]} channels, the packed weight expects {cx} (a multiple of 8)"
+        )
+
+
 def conv2d_lrelu(
     x: torch.Tensor,
     packed_weight: torch.Tensor,
@@ -887,11 +902,7 @@ def conv2d_lrelu(
     host emulation of the CUDA kernel's tiling (for tests).
     """
     op = "conv2d_lrelu"
-    _check_tensor("x", op, x)
-    _check_tensor("packed_weight", op, packed_weight)
-    if x.dim() != 4:
-        raise ValueError(f"fastflow.{op}: x must be (B, Cx, H, W), got shape {tuple(x.shape)}")
-    _check_float("x", op, x)
+    _check_igemm_x(op, x, packed_weight, "H, W")
     if packed_weight.dim() != 4 or packed_weight.shape[1] != packed_weight.shape[2]:
         raise ValueError(
             f"fastflow.{op}: packed_weight must be (Cout, k, k, Cx) from pack_conv_weight, got {tuple(packed_weight.shape)}"
@@ -899,10 +910,7 @@ def conv2d_lrelu(
     cout, k, _, cx = packed_weight.shape
     if k % 2 == 0 or not 1 <= k <= 7:
         raise ValueError(f"fastflow.{op}: kernel size must be odd and in 1..7, got {k}")
-    if x.shape[1] != cx or cx % 8:
-        raise ValueError(
-            f"fastflow.{op}: x has {x.shape[1]} channels, the packed weight expects {cx} (a multiple of 8)"
-        )
+    _check_channels(op, x, cx)
     if stride not in (1, 2):
         raise ValueError(f"fastflow.{op}: stride must be 1 or 2, got {stride}")
     b, _, h, w = x.shape
@@ -933,21 +941,14 @@ def deconv_lrelu(
     ``out_channel_offset``, ``allow_tf32``, ``split_k`` and the CPU emulation as in :func:`conv2d_lrelu`.
     """
     op = "deconv_lrelu"
-    _check_tensor("x", op, x)
-    _check_tensor("packed_weight", op, packed_weight)
-    if x.dim() != 4:
-        raise ValueError(f"fastflow.{op}: x must be (B, Cx, h, w), got shape {tuple(x.shape)}")
-    _check_float("x", op, x)
+    _check_igemm_x(op, x, packed_weight, "h, w")
     if packed_weight.dim() != 5 or packed_weight.shape[0] != 4 or tuple(packed_weight.shape[2:4]) != (2, 2):
         raise ValueError(
             f"fastflow.{op}: packed_weight must be (4, Cout, 2, 2, Cx) from pack_deconv_weight, "
             f"got {tuple(packed_weight.shape)}"
         )
     cout, cx = packed_weight.shape[1], packed_weight.shape[4]
-    if x.shape[1] != cx or cx % 8:
-        raise ValueError(
-            f"fastflow.{op}: x has {x.shape[1]} channels, the packed weight expects {cx} (a multiple of 8)"
-        )
+    _check_channels(op, x, cx)
     b, _, h, w = x.shape
     x, bias, out, tf32, split_k = _igemm_args(
         op, x, packed_weight, bias, cout, (b, cout, 2 * h, 2 * w), out, out_channel_offset, allow_tf32, split_k

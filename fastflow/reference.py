@@ -221,12 +221,7 @@ def conv2d_lrelu(
     """
     k = weight.shape[-1]
     y = F.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride=stride, padding=(k - 1) // 2)
-    if slope != 1.0:
-        y = F.leaky_relu(y, slope)
-    if out is None:
-        return y
-    out[:, out_channel_offset : out_channel_offset + y.shape[1]] = y
-    return out
+    return _lrelu_into(y, slope, out, out_channel_offset)
 
 
 def deconv_lrelu(
@@ -243,11 +238,17 @@ def deconv_lrelu(
     ``[out_channel_offset, out_channel_offset + Cout)`` of that buffer.
     """
     y = F.conv_transpose2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride=2, padding=1)
+    return _lrelu_into(y, slope, out, out_channel_offset)
+
+
+def _lrelu_into(y: torch.Tensor, slope: float, out: Optional[torch.Tensor], offset: int) -> torch.Tensor:
+    """LeakyReLU(slope) of ``y`` (none for slope 1.0), stored into channels ``[offset, offset + C)``
+    of ``out`` when given (and ``out`` returned), else returned."""
     if slope != 1.0:
         y = F.leaky_relu(y, slope)
     if out is None:
         return y
-    out[:, out_channel_offset : out_channel_offset + y.shape[1]] = y
+    out[:, offset : offset + y.shape[1]] = y
     return out
 
 
