@@ -10,7 +10,7 @@
 # pybind11 (no build isolation, PIP_BREAK_SYSTEM_PACKAGES=1, FASTFLOW_CUDA_ARCHS=90 unless set).
 # Set FASTFLOW_COMMIT=<sha> when the tree has no .git (the device tool sends files only).
 set -uo pipefail
-cd "$(dirname "$0")/.."
 PY=$(command -v python3 || command -v python) || { echo "gpu_suite: no python on PATH" >&2; exit 2; }
 export PYTHONUNBUFFERED=1 PIP_BREAK_SYSTEM_PACKAGES=1
-exec "$PY" benchmarks/suite.py "$@"
+# no cd: a relative OUTDIR means the caller's folder (suite.py finds the tree from its own path)
+exec "$PY" "$(dirname "$0")/suite.py" "$@"

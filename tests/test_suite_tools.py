@@ -143,6 +143,14 @@ def test_gpu_suite_sh_does_not_take_an_option_for_outdir(tmp_path):
     assert not (tmp_path / "--stages").exists() and not (ROOT / "--stages").exists()
 
 
+def test_relative_outdir_is_the_callers(tmp_path):
+    r = subprocess.run(["bash", str(BENCH / "gpu_suite.sh"), "rel", "--stages", "layers", "--budget", "30", "--device", "cpu",
+                        "--work", str(tmp_path / "work")], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _record(tmp_path / "rel")["stages"]["layers"] == {"status": "skipped", "note": "no GPU"}
+    assert not (ROOT / "rel").exists()
+
+
 def test_junit_and_verbose_counts(tools, tmp_path):
     suite, _ = tools
     (tmp_path / "j.xml").write_text(
