@@ -1,7 +1,6 @@
 """fastflow.datasets: each standard layout read back exactly as written (synthetic datasets with
 known ground truth, tests/_flow_datasets.py), and bad or missing files named in the error."""
 import os
-import shutil
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """Hypothesis-driven fuzzing of every op's CPU (and, with a GPU, CUDA) path against its reference:
 random shapes, strides (permuted / sliced views), values including huge flow and non-finite numbers."""
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
