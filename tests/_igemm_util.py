@@ -120,6 +120,15 @@ def check_deconv(prec, b, cin, cout, h, w, device, cx=None, before=3, after=5, s
     return _check_slice("deconv", prec, buf, snapshot, before, cout, ref, lowp, seed, what)
 
 
+def layer_cases(layers, wide, wide_precisions):
+    """pytest params ``(layer, precision)`` ids ``name-precision``: every precision, except for the
+    layers ``wide(layer)`` selects, which run only ``wide_precisions`` (their CPU time dominates)."""
+    import pytest
+
+    return [pytest.param(layer, prec, id=f"{layer[0]}-{prec}")
+            for layer in layers for prec in (wide_precisions if wide(layer) else PRECISIONS)]
+
+
 def encoder_inputs(height: int, width: int):
     """(name, Cin, Cx, Cout, k, stride, H, W) of each FlowNet2-S encoder conv for a height x width pair
     (Cx: the stored, padded input channels)."""

@@ -8,7 +8,7 @@ import torch
 
 from fastflow import _backend, ops, reference
 from conftest import requires_cuda
-from _igemm_util import PRECISIONS, check_conv, encoder_inputs, flow_head_inputs
+from _igemm_util import PRECISIONS, check_conv, encoder_inputs, flow_head_inputs, layer_cases
 
 
 # (Cin, Cout, k, stride, H, W): sizes that are not multiples of any tile, odd sizes with stride 2,
@@ -28,11 +28,7 @@ AWKWARD = [
 
 
 # The two 1024-channel layers in two precisions only: their weights dominate the CPU time.
-ENCODER_CPU = [
-    pytest.param(layer, prec, id=f"{layer[0]}-{prec}")
-    for layer in encoder_inputs(24, 32)
-    for prec in (PRECISIONS if layer[3] < 1024 else ("fp32", "fp16"))
-]
+ENCODER_CPU = layer_cases(encoder_inputs(24, 32), lambda layer: layer[3] >= 1024, ("fp32", "fp16"))
 
 
 @pytest.mark.parametrize("layer,prec", ENCODER_CPU)

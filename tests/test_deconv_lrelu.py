@@ -8,7 +8,7 @@ import torch
 
 from fastflow import _backend, network, ops, reference
 from conftest import requires_cuda
-from _igemm_util import PRECISIONS, check_deconv, decoder_inputs
+from _igemm_util import PRECISIONS, check_deconv, decoder_inputs, layer_cases
 
 
 # (Cin, Cout, h, w): odd and tiny sizes, Cout not a multiple of 8, a single input pixel.
@@ -16,11 +16,7 @@ AWKWARD = [(13, 37, 3, 5), (8, 2, 1, 1), (24, 70, 5, 2), (40, 129, 2, 7), (3, 9,
 
 
 # The two widest layers in two precisions only: their PyTorch CPU references dominate the time.
-DECODER_CPU = [
-    pytest.param(layer, prec, id=f"{layer[0]}-{prec}")
-    for layer in decoder_inputs(128, 128)
-    for prec in (PRECISIONS if layer[1] < 1000 else ("fp32", "bf16"))
-]
+DECODER_CPU = layer_cases(decoder_inputs(128, 128), lambda layer: layer[1] >= 1000, ("fp32", "bf16"))
 
 
 @pytest.mark.parametrize("layer,prec", DECODER_CPU)
