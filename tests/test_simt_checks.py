@@ -71,6 +71,9 @@ FIXTURES = {
     "shuffle_skipped": (lambda x: x[t ^ 1], r"deadlock in kernel shuffle_skipped_kernel, block \(0,0,0\): no thread "
                                             r"can proceed \(64 at warp collective shfl.sync.bfly, 64 exited"),
     "misaligned_vector": (lambda x: x, r"misaligned 16-byte vector read at global address"),
+    "misaligned_cp_async": (lambda x: x, r"misaligned cp.async source: 16-byte copy from a global address not "
+                                         r"16-byte aligned, by kernel misaligned_cp_async_kernel, block \(0,0,0\), "
+                                         r"thread 0"),
     "misaligned_ldmatrix": (_ldmatrix_expected, r"misaligned ldmatrix row address: row at shared address \d+ \(must "
                                                 r"be 16-byte aligned\), lane 0"),
     "big_smem": (lambda x: x, r"65536 bytes of dynamic shared memory, more than 48 KB, without "

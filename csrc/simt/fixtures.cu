@@ -82,6 +82,20 @@ __global__ void pending_group_kernel(const float* in, float* out, int n, bool bu
   out[t] = s[t];
 }
 
+// out[t] = in[t] through cp.async 16-byte chunks (each thread reads back its own). Bug: the source
+// of every chunk starts 8 bytes late (not 16-byte aligned).
+__global__ void misaligned_cp_async_kernel(const float* in, float* out, int n, bool bug) {
+  FF_EXTERN_SHARED(float, s, 16);
+  const int t = threadIdx.x;
+  if (t < n / 4 - 1) ig::cp_async_16(ig::smem_u32(s + 4 * t), in + 4 * t + (bug ? 2 : 0), true);
+  ig::cp_async_commit();
+  ig::cp_async_wait<0>();
+  if (t < n / 4 - 1)
+    for (int j = 0; j < 4; ++j) out[4 * t + j] = s[4 * t + j];
+  else if (t < n / 4)
+    for (int j = 0; j < 4; ++j) out[4 * t + j] = in[4 * t + j];
+}
+
 // out[t] = in[t ^ 1]. Bug: only even threads store, odd words of shared memory are never written.
 __global__ void uninit_kernel(const float* in, float* out, int, bool bug) {
   FF_EXTERN_SHARED(float, s, 16);
@@ -211,6 +225,8 @@ const Fixture kFixtures[] = {
     {"shuffle_skipped", [](const float* i, float* o, int n, bool b) { plain<shuffle_skipped_kernel>(i, o, n, b, 0); }},
     {"misaligned_vector",
      [](const float* i, float* o, int n, bool b) { plain<misaligned_vector_kernel>(i, o, n, b, 0); }},
+    {"misaligned_cp_async",
+     [](const float* i, float* o, int n, bool b) { plain<misaligned_cp_async_kernel>(i, o, n, b, 4 * n); }},
     {"misaligned_ldmatrix",
      [](const float* i, float* o, int n, bool b) { plain<misaligned_ldmatrix_kernel>(i, o, n, b, 136 * 4); }},
     {"big_smem",
