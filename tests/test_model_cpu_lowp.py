@@ -178,3 +178,37 @@ def test_cpu_bf16_switch(weights, monkeypatch):
         monkeypatch.setenv("FASTFLOW_CPU_BF16", "fast")
         with pytest.raises(ValueError, match="FASTFLOW_CPU_BF16"):
             fast(x)
+
+
+def test_cli_precision_bf16_uses_the_bf16_path(tmp_path, weights, monkeypatch):
+    """`fastflow flow --precision bf16 --device cpu` runs the bf16 CPU forward (packed in bf16 where
+    the CPU has it) and gives the fp32 command's flow within bf16 tolerance."""
+    import numpy as np
+    from PIL import Image
+
+    from fastflow import cli, io
+
+    img = np.asarray(Image.open(fastflow.bench._DATA + "/astronaut.jpg").convert("RGB"))
+    Image.fromarray(img[0:120, 0:200]).save(tmp_path / "a.png")
+    Image.fromarray(img[3:123, 5:205]).save(tmp_path / "b.png")
+    ck = tmp_path / "ck.pth"
+    torch.save({"state_dict": weights}, ck)
+    computed = []
+    real = model_mod.FlowNet2S._forward_cpu
+
+    def spy(self, inputs):
+        out = real(self, inputs)
+        computed.append(self._plans["cpu"].key[2])
+        return out
+
+    monkeypatch.setattr(model_mod.FlowNet2S, "_forward_cpu", spy)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)  # --precision fp32 sets it
+    flows = {}
+    for prec in ("fp32", "bf16"):
+        out = tmp_path / f"{prec}.flo"
+        rc = cli.main(["flow", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--checkpoint", str(ck),
+                       "--device", "cpu", "--precision", prec, "-o", str(out)])
+        assert rc == 0
+        flows[prec] = torch.from_numpy(io.read_flow(str(out)).copy())
+    assert computed == [torch.float32, model_mod.cpu_compute_dtype(torch.bfloat16)]
+    assert rel_err(flows["bf16"], flows["fp32"]) < 0.02
