@@ -1,9 +1,12 @@
-"""Per-layer microbenchmark: fastflow's fused conv/deconv kernels vs cuDNN through PyTorch.
+"""Per-layer microbenchmark: fastflow's fused kernels vs cuDNN through PyTorch.
 
-Every FlowNet2-S conv (encoder + flow heads) and deconv, at one batch and image size, in one
-precision. The cuDNN side is what an eager channels_last model runs: F.conv2d / conv_transpose2d
-without bias, then a separate bias add and leaky_relu, same dtype (TF32 per the flags for fp32).
-fastflow writes into a channel slice of the concat buffer like the fused forward does.
+Every FlowNet2-S encoder conv, flow head and deconv (rows from fastflow.network), at one batch and
+image size, in one precision, each on the kernel the fused forward runs for it: conv2d_lrelu,
+flow_head (predict_flow + its 2->2 flow upsample, written into the next concat buffer), deconv_lrelu.
+The cuDNN side is what an eager channels_last model runs: F.conv2d / conv_transpose2d without bias,
+then a separate bias add and leaky_relu (flow heads: conv + bias, then the upsample), same dtype
+(TF32 per the flags for fp32). fastflow writes into a channel slice of the concat buffer like the
+fused forward does.
 Timing: CUDA events around `--iters` back-to-back calls after `--warmup` calls, repeated `--reps`
 times; the median per call is reported in ms with the achieved TFLOP/s (useful MACs x 2).
 
@@ -26,17 +29,19 @@ DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "
 
 
 def layers(height: int, width: int):
-    """(name, kind, Cin, Cx, Cout, k, stride, h, w, out channels, out offset) of every layer: convs
-    (encoder, flow heads) write their own tensor, deconvs their slice of the padded concat buffer."""
+    """(name, kind, Cin, Cx, Cout, k, stride, h, w, out channels, out offset) of every layer, kind
+    "conv", "flow" or "deconv". Convs write their own tensor; deconvs and the flow heads' upsampled
+    flow their slice of the padded concat buffer (predict_flow2, with no upsample: nothing)."""
     rows = []
+    ups = {l.reads: l for l in network.LAYERS if l.kind == "flow_up"}
     for kind in ("conv", "flow", "deconv"):
         for l in network.LAYERS:
             if l.kind != kind:
                 continue
             h, w = l.input_size(height, width) if kind == "conv" else (height // l.scale, width // l.scale)
-            ctot = network.CONCAT[l.feeds].padded if kind == "deconv" else l.cout
-            rows.append((l.name, "deconv" if kind == "deconv" else "conv", l.cin, l.cin_padded, l.cout,
-                         l.kernel, l.stride, h, w, ctot, l.offset if kind == "deconv" else 0))
+            target = ups.get(l.name) if kind == "flow" else l if kind == "deconv" else None
+            ctot, off = (network.CONCAT[target.feeds].padded, target.offset) if target else (l.cout, 0)
+            rows.append((l.name, kind, l.cin, l.cin_padded, l.cout, l.kernel, l.stride, h, w, ctot, off))
     return rows
 
 
@@ -75,6 +80,24 @@ def bench_layer(row, batch, prec, args):
         def cudnn():
             y = F.conv2d(x, wt, None, stride=s, padding=(k - 1) // 2)
             F.leaky_relu(y + b.view(1, -1, 1, 1), 0.1)
+    elif kind == "flow":
+        wt = torch.randn(2, cx, 3, 3, device=dev, dtype=dt) / (cx * 9) ** 0.5
+        upw = torch.randn(2, 2, 4, 4, device=dev, dtype=dt) if ctot > 2 else None
+        packed = ops.pack_flow_head(wt[:, :cin], b, upw, cin_padded=cx)
+        ho, wo = (2 * h, 2 * w) if upw is not None else (h, w)
+        flops = network.conv_flops(batch, cin, 2, h, w, 3, 1)
+        flops += network.deconv_flops(batch, 2, 2, h, w) if upw is not None else 0.0
+
+        def ours():
+            if upw is None:
+                ops.flow_head(x, packed)
+            else:
+                ops.flow_head(x, packed, out=out, out_channel_offset=off)
+
+        def cudnn():
+            flow = F.conv2d(x, wt, None, padding=1) + b.view(1, -1, 1, 1)
+            if upw is not None:
+                F.conv_transpose2d(flow, upw, None, stride=2, padding=1)
     else:
         wt = torch.randn(cx, cout, 4, 4, device=dev, dtype=dt) / (cx * 4) ** 0.5
         packed = ops.pack_deconv_weight(wt, dt)
