@@ -161,7 +161,7 @@ def _candidates(device: torch.device, include_compile: bool):
     if device.type == "cpu":
         rows = [
             ("reference", "fp32", torch.float32, False, None, None, False),  # PyTorch eager, defaults
-            ("eager_cl", "bf16", torch.bfloat16, True, None, None, False),   # PyTorch eager bf16 channels_last
+            ("reference", "bf16", torch.bfloat16, True, None, None, False),  # the reference module in bf16, channels_last
         ]
         if include_compile:
             rows += [("inductor_frozen", "fp32", torch.float32, True, None, "frozen", False),
