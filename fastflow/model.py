@@ -164,7 +164,6 @@ def _cpu_layers(model: torch.nn.Module, input_shape, dtype: torch.dtype = torch.
             sub = torch.cat([wp[:, :, taps[a]][:, :, :, taps[c]].transpose(0, 1)
                              for a in (0, 1) for c in (0, 1)]).contiguous()
             y_of = conv(sub, bp.repeat(4), 2, 1, slope, size, p=1)
-            h_in, w_in = size[2], size[3]
 
             def run(x, out):
                 y = y_of(x)
