@@ -922,6 +922,8 @@ def conv2d_lrelu(
     return out
 
 
+# deconv_lrelu's signature repeats conv2d_lrelu's (less the stride) on purpose: two public ops
+# whose parameters read alike; the shared checks are _check_igemm_x, _check_channels, _igemm_args.
 def deconv_lrelu(
     x: torch.Tensor,
     packed_weight: torch.Tensor,
