@@ -1,16 +1,19 @@
 """Build of fastflow._C and fastflow._simt: torch-free pybind11 extensions (DESIGN.md section 4).
 
-fastflow._C: the C++ sources (bindings + CPU ops) are always built. When nvcc is found
-(CUDA_HOME/bin/nvcc or PATH) and FASTFLOW_NO_CUDA is not set, every csrc/*.cu is compiled by nvcc
-for the architectures in FASTFLOW_CUDA_ARCHS (default "80;86;89;90", plus PTX of the newest so later
-GPUs can JIT it) and linked with the static CUDA runtime, so importing needs neither a GPU nor a
-driver. nvcc jobs run in parallel (FASTFLOW_BUILD_JOBS, default: the CPU count).
+Which csrc/ files go into which extension is decided in csrc/sources.py (recursive globs).
 
-fastflow._simt: the same CUDA kernel sources (csrc/*.cu, plus the fixture kernels csrc/simt/*.cu)
-compiled by the system C++ compiler as host code against the SIMT runtime (csrc/simt/*.cpp), which
-runs them on the CPU with race, bounds and barrier checks. No CUDA toolkit needed; built by every
-install (FASTFLOW_NO_SIMT=1 skips it; a compiler without -fsanitize=thread instrumentation makes the
-build skip it with a message).
+fastflow._C: the C++ sources (bindings + CPU ops) are always built. When nvcc is found
+(CUDA_HOME/bin/nvcc or PATH) and FASTFLOW_NO_CUDA is not set, every op kernel (csrc/**/*.cu outside
+csrc/simt/) is compiled by nvcc for the architectures in FASTFLOW_CUDA_ARCHS (default "80;86;89;90",
+plus PTX of the newest so later GPUs can JIT it) and linked with the static CUDA runtime, so
+importing needs neither a GPU nor a driver. nvcc jobs run in parallel (FASTFLOW_BUILD_JOBS,
+default: the CPU count).
+
+fastflow._simt: the same CUDA kernel sources (plus the fixture kernels csrc/simt/*.cu) compiled by
+the system C++ compiler as host code against the SIMT runtime (csrc/simt/*.cpp), which runs them on
+the CPU with race, bounds and barrier checks. No CUDA toolkit needed; built by every install
+(FASTFLOW_NO_SIMT=1 skips it; a compiler without -fsanitize=thread instrumentation makes the build
+skip it with a message).
 """
 import os
 import re
@@ -29,8 +32,10 @@ CSRC = ROOT / "csrc"
 SIMT = CSRC / "simt"
 DEFAULT_ARCHS = "80;86;89;90"
 
+sys.path.insert(0, str(CSRC))
 sys.path.insert(0, str(SIMT))
 import simt_build  # noqa: E402  (the SIMT kernel sources and flags, shared with mutation_check.py)
+import sources  # noqa: E402  (which csrc/ files each extension compiles)
 
 
 def log(msg: str) -> None:
@@ -55,6 +60,14 @@ def find_nvcc():
     return None
 
 
+def cuda_dirs(top: Path, names):
+    """Candidate folders `names` of a CUDA toolkit at `top`: the top level first, then every
+    targets/<triple>/ (x86_64-linux, sbsa-linux, aarch64-linux, ...), the host's own triple first."""
+    host = {"x86_64": "x86_64-linux", "aarch64": "sbsa-linux", "arm64": "sbsa-linux"}.get(os.uname().machine, "")
+    targets = sorted((top / "targets").glob("*"), key=lambda t: (t.name != host, t.name))
+    return [base / n for base in (top, *targets) for n in names]
+
+
 def cuda_layout(nvcc: str):
     """(version, include dir, library dir) of the toolkit behind `nvcc` (which may be a wrapper)."""
     out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
@@ -68,8 +81,8 @@ def cuda_layout(nvcc: str):
             top = Path(m.group(1)).resolve()
     if top is None:
         top = Path(nvcc).resolve().parent.parent
-    incs = [d for d in (top / "include", top / "targets" / "x86_64-linux" / "include") if (d / "cuda_runtime.h").exists()]
-    libs = [d for d in (top / "lib64", top / "lib", top / "targets" / "x86_64-linux" / "lib") if (d / "libcudart_static.a").exists()]
+    incs = [d for d in cuda_dirs(top, ("include",)) if (d / "cuda_runtime.h").exists()]
+    libs = [d for d in cuda_dirs(top, ("lib64", "lib")) if (d / "libcudart_static.a").exists()]
     if not incs or not libs:
         raise RuntimeError(f"fastflow build: found nvcc at {nvcc} but not cuda_runtime.h / libcudart_static.a under {top}")
     return version, str(incs[0]), str(libs[0])
@@ -163,21 +176,21 @@ class BuildExt(build_ext):
         ext.define_macros += [("FASTFLOW_CUDA_ARCHS", f'"{archs}"'), ("FASTFLOW_NVCC_VERSION", f'"{version}"')]
 
     def compile_cuda(self, nvcc, gencode, inc):
-        sources = sorted(CSRC.glob("*.cu"))
+        kernels = sources.kernel_sources()
         out_dir = Path(self.build_temp) / "cuda"
         out_dir.mkdir(parents=True, exist_ok=True)
         extra = os.environ.get("FASTFLOW_NVCC_FLAGS", "").split()
 
         def one(src: Path) -> str:
-            obj = out_dir / (src.stem + ".o")
-            run_compile(f"{src.name} (nvcc)", [
+            obj = out_dir / sources.object_name(src)
+            run_compile(f"{src.relative_to(ROOT)} (nvcc)", [
                 nvcc, "-c", str(src), "-o", str(obj), "-std=c++17", "-O3", "-I", str(CSRC), "-I", inc,
                 "-Xcompiler", "-fPIC", "--expt-relaxed-constexpr", "-DFASTFLOW_WITH_CUDA=1",
                 "-Xptxas", "-warn-spills", "-Werror", "cross-execution-space-call", *gencode, *extra])
             return str(obj)
 
         with ThreadPoolExecutor(max_workers=jobs()) as pool:
-            return list(pool.map(one, sources))
+            return list(pool.map(one, kernels))
 
 
 def rel(paths):
@@ -189,7 +202,7 @@ ParallelCompile("FASTFLOW_BUILD_JOBS", default=0).install()
 
 ext_c = Pybind11Extension(
     "fastflow._C",
-    rel([CSRC / "bindings.cpp", *CSRC.glob("cpu/*.cpp")]),
+    rel(sources.c_sources()),
     include_dirs=[str(CSRC)],
     cxx_std=17,
     extra_compile_args=["-O3"],
@@ -197,7 +210,7 @@ ext_c = Pybind11Extension(
 # The same bindings (CUDA ops only), the SIMT runtime, and the kernel objects of prepare_simt.
 ext_simt = Pybind11Extension(
     "fastflow._simt",
-    rel([CSRC / "bindings.cpp", *SIMT.glob("*.cpp")]),
+    rel(sources.simt_sources()),
     include_dirs=[str(CSRC)],
     define_macros=[("FASTFLOW_SIMT", "1")],
     cxx_std=17,

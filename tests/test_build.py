@@ -31,3 +31,70 @@ def test_cpu_only_build(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True, text=True)
     assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
+
+
+def _load_sources(csrc: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_ff_sources_copy", csrc / "sources.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not (ROOT / "csrc" / "sources.py").exists(), reason="needs the source tree")
+def test_source_lists_search_subfolders(tmp_path):
+    """csrc/sources.py (what setup.py compiles) finds kernels and C++ in subfolders at any depth and
+    keeps the SIMT runtime and its fixture kernels out of fastflow._C."""
+    csrc = tmp_path / "csrc"
+    csrc.mkdir()
+    shutil.copy(ROOT / "csrc" / "sources.py", csrc / "sources.py")
+    files = ["bindings.cpp", "top.cu", "decoder/deconv/deep.cu", "decoder/plan.cpp", "cpu/op.cpp", "cpu/sub/op2.cpp",
+             "simt/runtime.cpp", "simt/extra/more.cpp", "simt/fixtures.cu", "kernels/k.cuh"]
+    for f in files:
+        (csrc / f).parent.mkdir(parents=True, exist_ok=True)
+        (csrc / f).write_text("// test\n")
+    s = _load_sources(csrc)
+
+    def rel(paths):
+        return [p.relative_to(csrc).as_posix() for p in paths]
+
+    assert rel(s.kernel_sources()) == ["decoder/deconv/deep.cu", "top.cu"]
+    assert rel(s.kernel_headers()) == ["kernels/k.cuh"]
+    assert rel(s.c_sources()) == ["bindings.cpp", "decoder/plan.cpp", "cpu/op.cpp", "cpu/sub/op2.cpp"]
+    assert rel(s.simt_sources()) == ["bindings.cpp", "decoder/plan.cpp", "simt/extra/more.cpp", "simt/runtime.cpp"]
+    assert rel(s.simt_kernel_sources()) == ["decoder/deconv/deep.cu", "top.cu", "simt/fixtures.cu"]
+    # Object names stay unique across folders.
+    objs = [s.object_name(p) for p in s.kernel_sources() + s.c_sources() + s.simt_sources()]
+    assert "decoder_deconv_deep.o" in objs and "cpu_sub_op2.o" in objs
+
+
+@pytest.mark.skipif(not (ROOT / "csrc" / "sources.py").exists(), reason="needs the source tree")
+def test_source_lists_of_this_tree():
+    """Every .cu/.cpp of the real csrc/ is in exactly the extensions it belongs to."""
+    s = _load_sources(ROOT / "csrc")
+    csrc = ROOT / "csrc"
+    every_cu = set(csrc.rglob("*.cu"))
+    assert set(s.kernel_sources()) | set(s.simt_fixture_sources()) == every_cu
+    assert set(s.c_sources()) | set(s.simt_runtime_sources()) == set(csrc.rglob("*.cpp"))
+    assert not any("simt" in p.relative_to(csrc).parts for p in s.c_sources() + s.kernel_sources())
+    assert csrc / "bindings.cpp" in s.c_sources() and csrc / "bindings.cpp" in s.simt_sources()
+
+
+@pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="needs the source tree")
+def test_cuda_dirs_cover_target_layouts(tmp_path, monkeypatch):
+    """setup.py finds cuda_runtime.h / libcudart_static.a in the top level or any targets/<triple>/
+    (x86_64-linux, sbsa-linux, aarch64-linux), lib64 or lib."""
+    import ast
+
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "cuda_dirs")
+    ns = {"os": os, "Path": Path}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), "setup.py", "exec"), ns)
+    top = tmp_path / "cuda"
+    for d in ("targets/sbsa-linux/lib", "targets/aarch64-linux/include", "lib64"):
+        (top / d).mkdir(parents=True)
+    dirs = ns["cuda_dirs"](top, ("lib64", "lib"))
+    assert top / "lib64" in dirs and top / "targets" / "sbsa-linux" / "lib" in dirs
+    assert top / "targets" / "aarch64-linux" / "include" in ns["cuda_dirs"](top, ("include",))
+    assert dirs[0] == top / "lib64"  # the top level first

@@ -3,7 +3,7 @@ cp.async wait depth anywhere in csrc/?
 
     python csrc/simt/mutation_check.py [--list] [--only SUBSTRING] [--jobs N] [--decrease] [--json OUT]
 
-Enumerates the mutations of every kernel source of the project (csrc/*.cu, csrc/*.cuh; the fixture
+Enumerates the mutations of every kernel source of the project (csrc/**/*.cu, *.cuh; the fixture
 kernels in csrc/simt/fixtures.cu are deliberately buggy test material and not mutated):
   - each `__syncthreads();` statement deleted;
   - each `cp_async_wait<D>()` call with the depth raised to D + 1 (one group too few waited);
@@ -37,6 +37,7 @@ CSRC = SIMT.parent
 ROOT = CSRC.parent
 sys.path.insert(0, str(SIMT))
 import simt_build  # noqa: E402
+import sources  # noqa: E402  (csrc/sources.py, on the path simt_build set)
 
 # The SIMT tests that exercise each kernel source (a mutation elsewhere in the file's kernels can
 # only show there; `pytest -m simt` runs them all).
@@ -73,7 +74,7 @@ def _code_part(line: str) -> str:
 
 
 def enumerate_mutations(decrease: bool):
-    files = sorted(CSRC.glob("*.cu")) + sorted(CSRC.glob("*.cuh"))
+    files = sources.kernel_sources() + sources.kernel_headers()
     out = []
     for f in files:
         rel = f.relative_to(CSRC)
@@ -93,9 +94,11 @@ def enumerate_mutations(decrease: bool):
     return out
 
 
-def _includes(src: Path, header: str) -> bool:
+def _includes(src: Path, header: Path) -> bool:
+    """Whether kernel source `src` is `header` (relative to csrc/) or includes it directly."""
     text = src.read_text()
-    return src.name == header or f'"{header}"' in text or f'"../{header}"' in text
+    return (src.relative_to(CSRC) == header or f'"{header.as_posix()}"' in text or f'"{header.name}"' in text
+            or f'"../{header.name}"' in text)
 
 
 class Builder:
@@ -121,8 +124,8 @@ class Builder:
     def build_base(self, src_root: Path):
         """Objects of every translation unit of the unmutated tree (reused by each mutation)."""
         jobs = [(s, self.base_objs / simt_build.kernel_object_name(s), True) for s in simt_build.kernel_sources()]
-        for s in [CSRC / "bindings.cpp", *sorted(SIMT.glob("*.cpp"))]:
-            jobs.append((s, self.base_objs / ("host_" + s.stem + ".o"), False))
+        for s in sources.simt_sources():
+            jobs.append((s, self.base_objs / ("host_" + sources.object_name(s)), False))
         self._compile_all(src_root, jobs)
 
     def _compile_all(self, src_root: Path, jobs):
@@ -146,7 +149,7 @@ class Builder:
         lines[m.line - 1] = m.new + "\n"
         target.write_text("".join(lines))
         objs = {o.name: o for o in self.base_objs.glob("*.o")}
-        rebuild = [s for s in simt_build.kernel_sources() if _includes(s, m.path.name)]
+        rebuild = [s for s in simt_build.kernel_sources() if _includes(s, m.path)]
         jobs = []
         for s in rebuild:
             obj = out_dir / simt_build.kernel_object_name(s)

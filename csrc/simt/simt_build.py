@@ -1,19 +1,23 @@
 """How the SIMT host build compiles the CUDA kernel sources; shared by setup.py and
 csrc/simt/mutation_check.py (no dependencies beyond the standard library)."""
 import subprocess
+import sys
 from pathlib import Path
 
 SIMT = Path(__file__).resolve().parent
 CSRC = SIMT.parent
+sys.path.insert(0, str(CSRC))
+import sources  # noqa: E402  (csrc/sources.py: which files each extension compiles)
 
 
 def kernel_sources():
-    """The kernel translation units of fastflow._simt: every csrc/*.cu plus the fixture kernels."""
-    return sorted(CSRC.glob("*.cu")) + sorted(SIMT.glob("*.cu"))
+    """The kernel translation units of fastflow._simt: every op kernel (csrc/**/*.cu outside
+    csrc/simt/) plus the fixture kernels."""
+    return sources.simt_kernel_sources()
 
 
 def kernel_object_name(src: Path) -> str:
-    return "_".join(src.relative_to(CSRC).with_suffix("").parts) + ".o"
+    return sources.object_name(src)
 
 
 def kernel_flags(cxx: str):
