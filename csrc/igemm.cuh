@@ -1,8 +1,8 @@
-// Implicit-GEMM machinery shared by conv_lrelu.cu and deconv_upflow.cu: tile configs, the PTX
+// Implicit-GEMM machinery of conv2d_lrelu and deconv_lrelu (instantiated once, in igemm.cu): tile configs, the PTX
 // wrappers (cp.async, ldmatrix, mma.sync), the multi-stage cp.async mainloop, the fused epilogue
 // (bias + LeakyReLU + store into a channel slice, or fp32 split-K partials), the split-K reduce
 // kernel and the host launcher. The index math lives in igemm_math.h, shared with the host
-// emulation (cpu/igemm_emulate.cpp).
+// emulation (cpu/igemm.cpp).
 //
 // Layout and alignment assumptions (checked by the bindings/Python): x NHWC with Cx % 8 == 0 and a
 // 16-byte aligned base, so every 16-byte K chunk is 8 (fp16/bf16) or 4 (fp32) channels of one tap

@@ -1,5 +1,5 @@
-// Index math of the implicit-GEMM convolutions (conv_lrelu.cu, deconv_upflow.cu), shared by the
-// CUDA kernels and the host emulation (cpu/igemm_emulate.cpp), so that CPU tests exercise the same
+// Index math of the implicit-GEMM ops conv2d_lrelu and deconv_lrelu (igemm.cu), shared by the
+// CUDA kernels and the host emulation (cpu/igemm.cpp), so that CPU tests exercise the same
 // addressing the GPU runs: GEMM row -> (b, oy, ox), GEMM k -> (ky, kx, c), the deconv sub-pixel
 // taps, the tile plan (configs, split-K ranges, workspace size) and the epilogue's slice addressing.
 //

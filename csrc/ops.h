@@ -1,4 +1,5 @@
-// Host launchers of every fastflow op, CPU (csrc/cpu/*.cpp) and CUDA (csrc/*.cu).
+// Host launchers of every fastflow op, CPU (csrc/cpu/<op>.cpp) and CUDA (csrc/<op>.cu; conv2d_lrelu
+// and deconv_lrelu: igemm.cu, cpu/igemm.cpp).
 // Pointers are raw data pointers of torch tensors; sizes and strides are in elements.
 // The CUDA launchers take the device index and the cudaStream_t as an integer (torch's
 // current stream) so that torch's CUDA-graph capture records our kernels.
@@ -7,9 +8,7 @@
 #include <cstdint>
 
 #include "common.h"
-#include "conv_lrelu.h"
-#include "deconv_upflow.h"
-#include "igemm_math.h"
+#include "igemm.h"
 
 namespace fastflow {
 
@@ -63,9 +62,6 @@ struct WarpParams {
 void warp_cpu(const WarpParams& p);
 void warp_cuda(const WarpParams& p, int device, int64_t stream);
 
-// ---- implicit-GEMM conv / transposed conv (conv_lrelu.h, deconv_upflow.h) ----------------------
-// CPU: slow host emulation of the CUDA kernel's tiling (same plan, tiles, split-K and addressing),
-// scalar fp32 on operands rounded to the kernel's input precision; for tests.
-void igemm_emulate(const IgemmParams& p, const IgemmPlan& plan);
+// ---- conv2d_lrelu / deconv_lrelu (implicit GEMM): igemm.h --------------------------------------
 
 }  // namespace fastflow

@@ -1,5 +1,6 @@
-"""The CPU prologue and output kernels (csrc/cpu/io_ops.cpp) on sizes big enough to be split over
-threads, odd widths (vector-lane tails), strided inputs, against fastflow.reference in float64."""
+"""The CPU prologue and output kernels (csrc/cpu/normalize_pack.cpp, cpu/upsample_flow.cpp) on
+sizes big enough to be split over threads, odd widths (vector-lane tails), strided inputs, against
+fastflow.reference in float64."""
 import pytest
 import torch
 
@@ -61,7 +62,8 @@ def test_same_result_on_any_thread_count(tmp_path):
     for t in ("", "1", "3"):
         env = dict(os.environ, FASTFLOW_CPU_IO_THREADS=t, PYTHONPATH=os.pathsep.join(sys.path))
         path = tmp_path / f"out{t or 'default'}.pt"
-        r = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path)  # the installed package, not the source tree
         assert r.returncode == 0, r.stderr
         outs[t] = torch.load(path)
     for t in ("1", "3"):

@@ -6,7 +6,7 @@ Each case checks (tests/_igemm_util.py) the written slice against an fp64 refere
 design's tolerances, that every other channel of the NaN-poisoned buffer keeps its bits, and
 (through the runtime) that no race, uninitialised or out-of-bounds access, misuse of cp.async or
 barrier mistake happened. The bit-exact cases compare with the host emulation of the same tiling
-(csrc/cpu/igemm_emulate.cpp) on dyadic data, where every product and partial sum is exact.
+(csrc/cpu/igemm.cpp) on dyadic data, where every product and partial sum is exact.
 """
 import pytest
 import torch

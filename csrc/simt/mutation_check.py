@@ -43,10 +43,10 @@ import sources  # noqa: E402  (csrc/sources.py, on the path simt_build set)
 # only show there; `pytest -m simt` runs them all).
 TESTS = {
     "igemm.cuh": ["tests/test_simt_igemm.py"],
-    "conv_lrelu.cu": ["tests/test_simt_igemm.py"],
-    "deconv_upflow.cu": ["tests/test_simt_igemm.py"],
+    "igemm.cu": ["tests/test_simt_igemm.py"],
     "flow_head.cu": ["tests/test_simt_kernels.py", "-k", "flow_head"],
-    "io_kernels.cu": ["tests/test_simt_kernels.py", "-k", "normalize_pack or upsample_flow"],
+    "normalize_pack.cu": ["tests/test_simt_kernels.py", "-k", "normalize_pack"],
+    "upsample_flow.cu": ["tests/test_simt_kernels.py", "-k", "upsample_flow"],
     "warp.cu": ["tests/test_simt_kernels.py", "-k", "warp"],
     "ptx_probe.cu": ["tests/test_simt_ptx.py"],
 }

@@ -1,5 +1,5 @@
-// CPU: slow host emulation of the CUDA implicit-GEMM kernels (conv_lrelu.cu, deconv_upflow.cu),
-// for tests on machines without a GPU. It runs the kernels' tiling in scalar fp32: the same plan
+// conv2d_lrelu and deconv_lrelu, CPU: slow host emulation of the CUDA implicit-GEMM kernels
+// (igemm.cu), for tests on machines without a GPU. It runs the kernels' tiling in scalar fp32: the same plan
 // (tile config, k-tile depth, split-K ranges), the same loader addressing chunk by chunk with the
 // incremental k state (igemm_math.h), zero-filled chunks where the kernel's cp.async zero-fills,
 // split-K partials in a caller-provided workspace plus the reduce pass, and the epilogue's slice
