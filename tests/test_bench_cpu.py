@@ -106,7 +106,7 @@ def test_cli_json_record(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     r = subprocess.run([sys.executable, "-m", "fastflow.cli", "bench", "--device", "cpu", "--size", "64x64",
                         "--repeats", "2", "--warmup", "1", "--precision", "bf16", "--threads", "1", "--json", str(out)],
-                       capture_output=True, text=True, env=env, timeout=600)
+                       capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)  # not the source tree
     assert r.returncode == 0, r.stderr
     rec = json.loads(out.read_text())
     assert {"fastflow", "commit", "torch", "device", "threads", "bench"} <= set(rec)
@@ -117,8 +117,8 @@ def test_cli_json_record(tmp_path):
 
 
 @pytest.mark.parametrize("bad, msg", [("fp8", "--precision"), ("0", "--threads")])
-def test_cli_bad_bench_options(bad, msg):
+def test_cli_bad_bench_options(bad, msg, tmp_path):
     opt = ["--precision", bad] if msg == "--precision" else ["--threads", bad]
     r = subprocess.run([sys.executable, "-m", "fastflow.cli", "bench", "--device", "cpu", *opt],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
