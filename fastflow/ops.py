@@ -359,8 +359,9 @@ def warp(x, flow, padding: str = "border", return_mask: bool = False):
     Takes what ``fastflow.estimate_flow`` takes and returns: numpy arrays or tensors, flow
     ``(H, W, 2)`` / ``(2, H, W)`` or batched ``(B, H, W, 2)`` / ``(B, 2, H, W)`` (a last dimension
     of 2 means channels-last), and ``x`` with the same height and width in ``(H, W, C)``, ``(C, H, W)``,
-    ``(H, W)``, or batched ``(B, H, W, C)`` / ``(B, C, H, W)`` (any C; when both layouts fit, the
-    flow's layout decides). An unbatched flow applies to every image of a batch and vice versa.
+    ``(H, W)``, or batched ``(B, H, W, C)`` / ``(B, C, H, W)`` (any C; when both layouts fit, tensors
+    are read channels-first, PyTorch's convention, and numpy arrays channels-last, and x follows the
+    flow's layout). An unbatched flow applies to every image of a batch and vice versa.
 
     Returns ``x`` warped, of ``x``'s kind (numpy, or tensor on ``x``'s device), layout and dtype:
     float16/bfloat16/float32 compute in their own precision, float64 in float32, and integer images
@@ -374,7 +375,6 @@ def warp(x, flow, padding: str = "border", return_mask: bool = False):
     if (isinstance(x, torch.Tensor) and isinstance(flow, torch.Tensor) and x.dtype in DTYPE_CODES
             and flow.dtype in DTYPE_CODES and x.dim() == flow.dim() and x.dim() in (3, 4)
             and flow.shape[-3] == 2 and x.shape[-2:] == flow.shape[-2:]
-            and not (flow.shape[-1] == 2 and x.shape[-3:-1] == flow.shape[-3:-1])
             and (x.dim() == 3 or x.shape[0] == flow.shape[0])):
         return _warp_nchw(x, flow, padding, return_mask)
     return _warp_any_layout(x, flow, padding, return_mask)
@@ -390,12 +390,15 @@ def _warp_any_layout(x, flow, padding: str, return_mask: bool):
     xs, fs = tuple(x.shape), tuple(flow.shape)
     if len(fs) not in (3, 4) or 2 not in (fs[-1], fs[-3]):
         raise ValueError(f"fastflow.{op}: flow must be (H, W, 2), (2, H, W), (B, H, W, 2) or (B, 2, H, W), got shape {fs}")
-    # A last dimension of 2 means channels-last, unless only the channels-first reading fits x.
+    # A last dimension of 2 means channels-last, unless only the channels-first reading fits x. When
+    # both fit, a tensor flow is read channels-first (PyTorch's convention) and a numpy flow
+    # channels-last (what estimate_flow returns for numpy images).
     flow_last = fs[-1] == 2
     if flow_last and fs[-3] == 2:
         def fits(hw):
             return xs == hw or (len(xs) in (3, 4) and hw in (xs[-3:-1], xs[-2:]))
-        flow_last = fits(fs[-3:-1]) or not fits(fs[-2:])
+        fits_l, fits_f = fits(fs[-3:-1]), fits(fs[-2:])
+        flow_last = not fits_f or (fits_l and not isinstance(flow, torch.Tensor))
     hw = fs[-3:-1] if flow_last else fs[-2:]
     fits_last = len(xs) in (3, 4) and xs[-3:-1] == hw
     fits_first = len(xs) in (3, 4) and xs[-2:] == hw
@@ -670,7 +673,7 @@ def flow_head(
 # ---------------------------------------------------------------------------------------------
 
 # DECONV_TAPS[a][t]: the ConvTranspose2d(k4, s2, p1) kernel row (column) of sub-pixel tap t at output
-# parity a (fastflow.network; csrc/igemm_math.h deconv_kernel_index is the kernels' copy).
+# parity a (fastflow.network; csrc/deconv_taps.h subpixel_tap is the kernels' copy).
 
 
 def _padded_channels(op: str, cin: int, cin_padded: Optional[int]) -> int:

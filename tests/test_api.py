@@ -254,3 +254,22 @@ def test_warp_width_two_channels_first_tensors():
     flow = torch.rand(1, 2, 5, 2)
     torch.testing.assert_close(fastflow.warp(x, flow), fastflow.ops._warp_nchw(x, flow))
     torch.testing.assert_close(fastflow.warp(x[0].numpy(), flow[0].numpy()), fastflow.ops._warp_nchw(x[0], flow[0]).numpy())
+
+
+def test_warp_ambiguous_layout_tensor_first_numpy_last():
+    """Shapes that read both ways (C == 2 == W, H == 2): tensors are taken channels-first (PyTorch's
+    convention, the op's NCHW contract), numpy arrays channels-last (estimate_flow's output)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 2, 1, 2, generator=g)
+    flow = torch.randn(1, 2, 1, 2, generator=g) * 0.7
+    torch.testing.assert_close(fastflow.warp(x, flow), fastflow.reference.warp(x, flow, "border"))
+    got, mask = fastflow.warp(x, flow, "zeros", return_mask=True)
+    want, want_mask = fastflow.reference.warp(x, flow, "zeros", return_mask=True)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(mask, want_mask)
+    xn, fn = x[0].permute(1, 2, 0).numpy(), flow[0].permute(1, 2, 0).numpy()  # (H, W, C): (1, 2, 2)
+    xn, fn = np.ascontiguousarray(np.swapaxes(xn, 0, 1)), np.ascontiguousarray(np.swapaxes(fn, 0, 1))  # (2, 1, 2)
+    out = fastflow.warp(xn, fn)
+    want_hwc = fastflow.ops._warp_nchw(torch.from_numpy(xn).permute(2, 0, 1)[None].contiguous(),
+                                       torch.from_numpy(fn).permute(2, 0, 1)[None].contiguous())[0].permute(1, 2, 0)
+    np.testing.assert_allclose(out, want_hwc.numpy(), rtol=1e-6, atol=1e-6)
