@@ -206,7 +206,7 @@ void flow_head(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, i
 IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t x_pixel_stride, int64_t Cout,
                        int ksize, int stride, int64_t Ctot, int64_t offset, const char* op) {
   FF_CHECK(B >= 0 && H >= 0 && W >= 0 && Cout >= 0, op, "negative size");
-  FF_CHECK(Cx > 0 && Cx % 8 == 0, op, "input channels must be a positive multiple of 8, got ", Cx);
+  FF_CHECK(Cx > 0 && channel_aligned(Cx), op, "input channels must be a positive multiple of ", kChannelAlign, ", got ", Cx);
   FF_CHECK(offset >= 0 && Ctot >= offset + Cout, op, "output slice [", offset, ", ", offset + Cout,
            ") does not fit in ", Ctot, " channels");
   IgemmShape s{};
@@ -214,8 +214,8 @@ IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx,
   s.H = int(H);
   s.W = int(W);
   s.Cx = int(Cx);
-  FF_CHECK(x_pixel_stride >= Cx && x_pixel_stride % 8 == 0, op, "input pixel stride ", x_pixel_stride,
-           " must be a multiple of 8 and at least the ", Cx, " input channels");
+  FF_CHECK(x_pixel_stride >= Cx && channel_aligned(x_pixel_stride), op, "input pixel stride ", x_pixel_stride,
+           " must be a multiple of ", kChannelAlign, " and at least the ", Cx, " input channels");
   s.xstride = int(x_pixel_stride);
   s.Cout = int(Cout);
   s.Ctot = int(Ctot);

@@ -25,15 +25,6 @@ namespace fastflow {
 // Must match fastflow/_backend.py DTYPE_CODES.
 enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
-inline const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat16: return "float16";
-    case DType::kBFloat16: return "bfloat16";
-  }
-  return "unknown";
-}
-
 inline DType to_dtype(int code, const char* op) {
   if (code < 0 || code > 2) {
     std::ostringstream s;

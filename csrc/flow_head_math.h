@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "deconv_taps.h"
 
 namespace fastflow {
 
@@ -36,21 +37,6 @@ FF_HOST_DEVICE unsigned conv_tap_mask(int64_t y, int64_t x, int64_t h, int64_t w
     if (sy >= 0 && sy < h && sx >= 0 && sx < w) m |= 1u << tap;
   }
   return m;
-}
-
-// ConvTranspose2d(k4, s2, p1) as sub-pixel phases (DESIGN.md section 5): output row 2m + a reads
-// input rows m + d of taps t = 0, 1 with kernel row k:
-//   a = 0: (d = 0, k = 1), (d = -1, k = 3);   a = 1: (d = 0, k = 2), (d = +1, k = 0).
-// Columns likewise.
-struct SubpixelTap {
-  int d;
-  int k;
-};
-FF_HOST_DEVICE SubpixelTap subpixel_tap(int a, int t) {
-  SubpixelTap r;
-  r.d = t == 0 ? 0 : (a == 0 ? -1 : 1);
-  r.k = a == 0 ? (t == 0 ? 1 : 3) : (t == 0 ? 2 : 0);
-  return r;
 }
 
 // The 2x2 block of upsampled flow owned by low-res pixel (m, n).

@@ -44,10 +44,6 @@ template <>
 struct TileConfig<1> {
   static constexpr int kBM = 64, kBN = 64, kWarpsM = 2, kWarpsN = 2, kMinBlocks = 4;
 };
-template <>
-struct TileConfig<2> {
-  static constexpr int kBM = 128, kBN = 16, kWarpsM = 4, kWarpsN = 1, kMinBlocks = 4;
-};
 
 template <MathMode kMode>
 struct MathTraits;
@@ -447,7 +443,6 @@ __global__ void __launch_bounds__(kReduceThreads) splitk_reduce_kernel(const Ker
   switch (CONFIG) {                                                 \
     case 0: { constexpr int K_CONFIG = 0; __VA_ARGS__; break; }     \
     case 1: { constexpr int K_CONFIG = 1; __VA_ARGS__; break; }     \
-    case 2: { constexpr int K_CONFIG = 2; __VA_ARGS__; break; }     \
     default: fail(op, "unknown tile config ", CONFIG);              \
   }
 
@@ -465,17 +460,17 @@ void launch_kernel(const KernelParams& kp, cudaStream_t st, const char* op) {
   launch_check(op);
 }
 
-// Which (config, mode) pairs exist: the SIMT path only with the 64x64 tile, the 128x16 small-N
-// tile only for convs (every decoder deconv has N >= 64). Keeps the build to what plan_igemm uses.
-template <bool kDeconv, int kConfig, MathMode kMode>
-constexpr bool kInstantiated = kMode == MathMode::kF32Simt ? kConfig == 1 : !(kDeconv && kConfig == 2);
+// Which (config, mode) pairs exist: the SIMT path only with the 64x64 tile. Keeps the build to what
+// plan_igemm uses.
+template <int kConfig, MathMode kMode>
+constexpr bool kInstantiated = kMode == MathMode::kF32Simt ? kConfig == 1 : true;
 
 template <bool kDeconv>
 void launch_igemm(const IgemmParams& p, const IgemmPlan& plan, int device, int64_t stream) {
   const char* op = kDeconv ? "deconv_lrelu" : "conv2d_lrelu";
   const IgemmShape& s = p.shape;
   FF_CHECK(s.deconv == kDeconv, op, "shape kind mismatch");
-  FF_CHECK(s.Cx % 8 == 0, op, "input channels must be a multiple of 8, got ", s.Cx);
+  FF_CHECK(channel_aligned(s.Cx), op, "input channels must be a multiple of ", kChannelAlign, ", got ", s.Cx);
   FF_CHECK(plan.splits == 1 || (p.workspace && p.workspace_elems >= plan.workspace_elems &&
                                 reinterpret_cast<uintptr_t>(p.workspace) % 16 == 0), op,
            "split-K needs a float32 workspace of ", plan.workspace_elems, " elements");
@@ -492,7 +487,7 @@ void launch_igemm(const IgemmParams& p, const IgemmPlan& plan, int device, int64
   kp.splits = plan.splits;
   kp.vec_out = s.Ctot % vec == 0 && s.offset % vec == 0 && reinterpret_cast<uintptr_t>(p.out) % 16 == 0;
   FF_IGEMM_MODE_SWITCH(mode, kMode, FF_IGEMM_CONFIG_SWITCH(plan.config, kConfig, {
-    if constexpr (kInstantiated<kDeconv, kConfig, kMode>)
+    if constexpr (kInstantiated<kConfig, kMode>)
       launch_kernel<kConfig, kMode>(kp, st, op);
     else
       fail(op, "tile config ", kConfig, " is not built for this precision");

@@ -19,8 +19,14 @@
 #include <cstdint>
 
 #include "common.h"
+#include "deconv_taps.h"
 
 namespace fastflow {
+
+// Channel padding of every igemm operand: x's channels (and its pixel stride) are a multiple of 8,
+// so each 16-byte chunk of K holds channels of a single tap (fastflow.network.pad8 on the Python side).
+constexpr int kChannelAlign = 8;
+FF_HOST_DEVICE bool channel_aligned(int64_t c) { return c % kChannelAlign == 0; }
 
 // Every tile is 64 bytes of K deep (32 fp16/bf16 or 16 fp32 values) and loaded in 16-byte chunks.
 constexpr int kTileKBytes = 64;
@@ -29,13 +35,14 @@ constexpr int kChunkBytes = 16;
 // Thread-block tile shapes the kernels are instantiated for (index = IgemmPlan::config). The
 // device-side configs in igemm.cuh static_assert against this table.
 //   0: 128x128, 8 warps: large M and N (encoder at full resolution, batch >= 3): best reuse.
-//   1:  64x64,  4 warps: mid-size layers and everything split-K; also the strict-fp32 SIMT tile.
-//   2: 128x16,  4 warps: N <= 16 (the 2-channel flow heads): N tiles of 128 would waste 64x.
+//   1:  64x64,  4 warps: mid-size layers, small N and everything split-K; also the strict-fp32
+//       SIMT tile.
+// (The 2-channel flow heads run their own kernel, flow_head.cu, so no narrow-N tile exists.)
 struct IgemmTile {
   int bm, bn;
 };
-constexpr int kNumIgemmConfigs = 3;
-constexpr IgemmTile kIgemmTiles[kNumIgemmConfigs] = {{128, 128}, {64, 64}, {128, 16}};
+constexpr int kNumIgemmConfigs = 2;
+constexpr IgemmTile kIgemmTiles[kNumIgemmConfigs] = {{128, 128}, {64, 64}};
 
 struct IgemmShape {
   int B, H, W, Cx;  // input [B, H, W, Cx]
@@ -82,15 +89,11 @@ FF_HOST_DEVICE RowOrigin row_origin(const IgemmShape& s, int m) {
   return r;
 }
 
-// Input offset (rows/columns) of tap t for a phase parity. Conv: t - pad. Deconv (DESIGN.md 5):
-// parity 0 taps (0, ky=1), (-1, ky=3); parity 1 taps (0, ky=2), (+1, ky=0).
+// Input offset (rows/columns) of tap t for a phase parity. Conv: t - pad. Deconv: the sub-pixel
+// table (deconv_taps.h); the kernel indices k are baked into the packed weight.
 FF_HOST_DEVICE int tap_delta(const IgemmShape& s, int parity, int t) {
-  if (!s.deconv) return t - s.pad;
-  return t == 0 ? 0 : (parity == 0 ? -1 : 1);
+  return s.deconv ? subpixel_tap(parity, t).d : t - s.pad;
 }
-// The ConvTranspose2d kernel index of deconv tap t at a parity (used by the weight packer's
-// documentation and the tests; the kernels only see the packed weight).
-FF_HOST_DEVICE int deconv_kernel_index(int parity, int t) { return parity == 0 ? (t == 0 ? 1 : 3) : (t == 0 ? 2 : 0); }
 
 // ---- k: GEMM column k -> (ky, kx, c); advanced incrementally tile by tile -------------------------
 struct KState {
@@ -178,7 +181,6 @@ inline MathMode math_mode(DType dtype, bool allow_tf32) {
 
 // Heuristic (num_sms: the GPU's multiprocessor count; the emulation uses the H100's 132):
 // - strict fp32 runs the SIMT kernel, instantiated for the 64x64 tile only;
-// - N <= 16 (flow heads): the 128x16 tile;
 // - 128x128 when N > 64 (N = 64, conv1 and deconv2, would leave half of its columns idle) and it
 //   still makes at least one full wave of blocks; else 64x64;
 // - split-K when the grid is under half a wave and K is deep (conv5..conv6_1 and deconv5 at small
@@ -191,8 +193,6 @@ inline IgemmPlan plan_igemm(const IgemmShape& s, MathMode mode, int num_sms, int
   const int64_t M = s.M(), N = s.N();
   if (mode == MathMode::kF32Simt) {
     p.config = 1;
-  } else if (N <= 16 && !s.deconv) {
-    p.config = 2;
   } else {
     const int64_t big = ((M + 127) / 128) * ((N + 127) / 128) * s.Z();
     p.config = (N > 64 && big >= num_sms) ? 0 : 1;

@@ -93,7 +93,7 @@ void igemm_emulate_impl(const IgemmParams& p, const IgemmPlan& plan) {
 
 void igemm_emulate(const IgemmParams& p, const IgemmPlan& plan) {
   const char* op = p.shape.deconv ? "deconv_lrelu" : "conv2d_lrelu";
-  FF_CHECK(p.shape.Cx % 8 == 0, op, "input channels must be a multiple of 8, got ", p.shape.Cx);
+  FF_CHECK(channel_aligned(p.shape.Cx), op, "input channels must be a multiple of ", kChannelAlign, ", got ", p.shape.Cx);
   FF_CHECK(plan.splits == 1 || (p.workspace && p.workspace_elems >= plan.workspace_elems), op,
            "split-K needs a float32 workspace of ", plan.workspace_elems, " elements");
   if (p.shape.M() == 0 || p.shape.N() == 0) return;
