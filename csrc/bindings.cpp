@@ -1,4 +1,6 @@
-// fastflow._C: pybind11 bindings only, one m.def per op (DESIGN.md sections 1 and 4).
+// fastflow._C: pybind11 bindings, one m.def per op (DESIGN.md sections 1 and 4): argument
+// marshalling, the GIL, the CPU/CUDA dispatch. Validation and planning that needs more than a
+// stride count lives with the op (igemm_call.cpp for conv2d_lrelu / deconv_lrelu).
 //
 // Every op takes raw data pointers (tensor.data_ptr()), sizes and strides in elements, dtype codes
 // (common.h DType) and `device`: -1 runs the CPU version, >= 0 the CUDA version on that device and
@@ -11,7 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "deconv_taps.h"
 #include "flow_head.h"
+#include "igemm_call.h"
+#include "keyword_struct.h"
 #include "ops.h"
 #include "ptx_probe.h"
 
@@ -201,76 +206,12 @@ void flow_head(uintptr_t x, int x_dtype, const std::vector<int64_t>& x_stride, i
   (void)stream;
 }
 
-// Shape of an implicit-GEMM call. conv: k = ksize, any stride; deconv (ConvTranspose2d k4 s2 p1):
-// 2x2 taps per phase, output 2H x 2W.
-IgemmShape igemm_shape(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t x_pixel_stride, int64_t Cout,
-                       int ksize, int stride, int64_t Ctot, int64_t offset, const char* op) {
-  FF_CHECK(B >= 0 && H >= 0 && W >= 0 && Cout >= 0, op, "negative size");
-  FF_CHECK(Cx > 0 && channel_aligned(Cx), op, "input channels must be a positive multiple of ", kChannelAlign, ", got ", Cx);
-  FF_CHECK(offset >= 0 && Ctot >= offset + Cout, op, "output slice [", offset, ", ", offset + Cout,
-           ") does not fit in ", Ctot, " channels");
-  IgemmShape s{};
-  s.B = int(B);
-  s.H = int(H);
-  s.W = int(W);
-  s.Cx = int(Cx);
-  FF_CHECK(x_pixel_stride >= Cx && channel_aligned(x_pixel_stride), op, "input pixel stride ", x_pixel_stride,
-           " must be a multiple of ", kChannelAlign, " and at least the ", Cx, " input channels");
-  s.xstride = int(x_pixel_stride);
-  s.Cout = int(Cout);
-  s.Ctot = int(Ctot);
-  s.offset = int(offset);
-  s.deconv = deconv;
-  if (deconv) {
-    s.ksize = 2;
-    s.stride = 1;
-    s.pad = 0;
-    s.Ho = int(H);
-    s.Wo = int(W);
-  } else {
-    FF_CHECK(ksize >= 1 && ksize <= 7 && ksize % 2 == 1, op, "kernel size must be odd and in 1..7, got ", ksize);
-    FF_CHECK(stride == 1 || stride == 2, op, "stride must be 1 or 2, got ", stride);
-    s.ksize = ksize;
-    s.stride = stride;
-    s.pad = (ksize - 1) / 2;
-    s.Ho = H > 0 ? conv_out_size(int(H), ksize, stride) : 0;
-    s.Wo = W > 0 ? conv_out_size(int(W), ksize, stride) : 0;
-  }
-  // 32-bit GEMM indices; element offsets are 64-bit.
-  // Row indices run up to M + a tile past the end inside the kernel: keep a margin below 2^31.
-  FF_CHECK(int64_t(B) * s.OH() * s.OW() < (int64_t(1) << 31) - 256 && B * H * W < (int64_t(1) << 31) &&
-               int64_t(s.K()) * Cout < (int64_t(1) << 31),
-           op, "tensor too large for 32-bit GEMM indices");
-  return s;
-}
-
-py::tuple igemm_plan(bool deconv, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t Cout, int ksize, int stride,
-                     int dtype, bool allow_tf32, int num_sms, int split_k) {
-  const char* op = deconv ? "deconv_lrelu" : "conv2d_lrelu";
-  const IgemmShape s = igemm_shape(deconv, B, H, W, Cx, Cx, Cout, ksize, stride, Cout, 0, op);
-  const IgemmPlan p = plan_igemm(s, math_mode(to_dtype(dtype, op), allow_tf32), num_sms, split_k);
-  return py::make_tuple(p.config, p.bm, p.bn, p.bk, p.splits, p.workspace_elems);
-}
-
-void igemm_run(bool deconv, uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t xs, uintptr_t w, int64_t Cout,
-               int ksize, int stride, uintptr_t bias, uintptr_t out, int64_t Ctot, int64_t offset, float slope,
-               int dtype, bool allow_tf32, uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k,
-               int device, int64_t stream) {
-  const char* op = deconv ? "deconv_lrelu" : "conv2d_lrelu";
-  IgemmParams p{};
-  p.shape = igemm_shape(deconv, B, H, W, Cx, xs, Cout, ksize, stride, Ctot, offset, op);
-  p.x = reinterpret_cast<const void*>(x);
-  p.w = reinterpret_cast<const void*>(w);
-  p.bias = reinterpret_cast<const void*>(bias);
-  p.out = reinterpret_cast<void*>(out);
-  p.workspace = reinterpret_cast<float*>(workspace);
-  p.workspace_elems = workspace_elems;
-  p.slope = slope;
-  p.dtype = to_dtype(dtype, op);
-  p.allow_tf32 = allow_tf32;
-  const IgemmPlan plan = plan_igemm(p.shape, math_mode(p.dtype, allow_tf32), num_sms, split_k);
-  FF_CHECK(plan.splits == 1 || (workspace != 0 && workspace_elems >= plan.workspace_elems), op,
-           "split-K needs a float32 workspace of ", plan.workspace_elems, " elements, got ", workspace_elems);
+// ---- conv2d_lrelu / deconv_lrelu: one IgemmCall (named fields) validated and planned in
+// igemm_call.cpp ---------------------------------------------------------------------------------
+void igemm_run(const IgemmCall& c, bool deconv, int device, int64_t stream) {
+  const char* op = igemm_op(deconv);
+  IgemmPlan plan{};
+  const IgemmParams p = igemm_params(c, deconv, plan);
   require_cuda(device, op);
   py::gil_scoped_release release;
   if (device < 0) {
@@ -283,22 +224,72 @@ void igemm_run(bool deconv, uintptr_t x, int64_t B, int64_t H, int64_t W, int64_
       conv2d_lrelu_cuda(p, plan, device, stream);
 #endif
   }
-  (void)stream;
+  (void)p, (void)stream;
 }
 
-void conv2d_lrelu(uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t Cx, int64_t xs, uintptr_t w, int64_t Cout, int ksize,
-                  int stride, uintptr_t bias, uintptr_t out, int64_t Ctot, int64_t offset, float slope, int dtype,
-                  bool allow_tf32, uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k, int device,
-                  int64_t stream) {
-  igemm_run(false, x, B, H, W, Cx, xs, w, Cout, ksize, stride, bias, out, Ctot, offset, slope, dtype, allow_tf32, workspace,
-            workspace_elems, num_sms, split_k, device, stream);
+void conv2d_lrelu(const IgemmCall& c, int device, int64_t stream) { igemm_run(c, false, device, stream); }
+void deconv_lrelu(const IgemmCall& c, int device, int64_t stream) { igemm_run(c, true, device, stream); }
+
+void bind_igemm(py::module_& m) {
+  KeywordStruct<IgemmCall>(m, "IgemmCall", "one conv2d_lrelu / deconv_lrelu call (csrc/igemm_call.h), built by keyword")
+      .field("x", &IgemmCall::x, "data pointer of x")
+      .field("batch", &IgemmCall::batch, "B")
+      .field("height", &IgemmCall::height, "H of x")
+      .field("width", &IgemmCall::width, "W of x")
+      .field("channels", &IgemmCall::channels, "channels of x (a multiple of 8)")
+      .field("pixel_stride", &IgemmCall::pixel_stride, "elements between neighbouring pixels of x")
+      .field("weight", &IgemmCall::weight, "data pointer of the packed weight")
+      .field("bias", &IgemmCall::bias, "data pointer of the bias, or 0")
+      .field("out_channels", &IgemmCall::out_channels, "Cout")
+      .field("ksize", &IgemmCall::ksize, "conv kernel size (ignored by deconv_lrelu: 4)")
+      .field("stride", &IgemmCall::stride, "conv stride (ignored by deconv_lrelu: 2)")
+      .field("out", &IgemmCall::out, "data pointer of the output buffer")
+      .field("out_total_channels", &IgemmCall::out_total_channels, "channels of the output buffer")
+      .field("out_offset", &IgemmCall::out_offset, "first output channel written")
+      .field("slope", &IgemmCall::slope, "LeakyReLU slope (1: identity)")
+      .field("dtype", &IgemmCall::dtype, "DTYPE_CODES code of every tensor")
+      .field("allow_tf32", &IgemmCall::allow_tf32, "fp32 on TF32 tensor cores")
+      .field("workspace", &IgemmCall::workspace, "data pointer of the float32 split-K workspace, or 0")
+      .field("workspace_elems", &IgemmCall::workspace_elems, "its size in elements")
+      .field("num_sms", &IgemmCall::num_sms, "multiprocessors the plan fills")
+      .field("split_k", &IgemmCall::split_k, "> 0 forces that many K splits; 0: the plan's choice")
+      .done();
+  py::class_<IgemmPlan>(m, "IgemmPlan", "the tile plan of an IgemmCall (igemm_math.h)", py::module_local())
+      .def_readonly("config", &IgemmPlan::config)
+      .def_readonly("bm", &IgemmPlan::bm)
+      .def_readonly("bn", &IgemmPlan::bn)
+      .def_readonly("bk", &IgemmPlan::bk)
+      .def_readonly("k_tiles", &IgemmPlan::k_tiles)
+      .def_readonly("splits", &IgemmPlan::splits)
+      .def_readonly("tiles_per_split", &IgemmPlan::tiles_per_split)
+      .def_readonly("workspace_elems", &IgemmPlan::workspace_elems)
+      .def("__repr__", [](const IgemmPlan& p) {
+        return "IgemmPlan(config=" + std::to_string(p.config) + ", bm=" + std::to_string(p.bm) + ", bn=" +
+               std::to_string(p.bn) + ", bk=" + std::to_string(p.bk) + ", splits=" + std::to_string(p.splits) +
+               ", workspace_elems=" + std::to_string(p.workspace_elems) + ")";
+      });
+  m.def("igemm_plan", &igemm_plan, py::arg("call"), py::arg("deconv"),
+        "the IgemmPlan (tile config, K splits, workspace size) the conv/deconv kernels use for a call");
+  m.def("conv2d_lrelu", &conv2d_lrelu, py::arg("call"), py::arg("device"), py::arg("stream"),
+        "NHWC implicit-GEMM conv + bias + LeakyReLU into a channel slice (CPU: slow host emulation of the CUDA "
+        "kernel's tiling, for tests)");
+  m.def("deconv_lrelu", &deconv_lrelu, py::arg("call"), py::arg("device"), py::arg("stream"),
+        "ConvTranspose2d(k4, s2, p1) + bias + LeakyReLU as 4 sub-pixel GEMMs into a channel slice (CPU: slow host "
+        "emulation of the CUDA kernel's tiling, for tests)");
 }
 
-void deconv_lrelu(uintptr_t x, int64_t B, int64_t h, int64_t w_, int64_t Cx, int64_t xs, uintptr_t w, int64_t Cout, uintptr_t bias,
-                  uintptr_t out, int64_t Ctot, int64_t offset, float slope, int dtype, bool allow_tf32,
-                  uintptr_t workspace, int64_t workspace_elems, int num_sms, int split_k, int device, int64_t stream) {
-  igemm_run(true, x, B, h, w_, Cx, xs, w, Cout, 4, 2, bias, out, Ctot, offset, slope, dtype, allow_tf32, workspace,
-            workspace_elems, num_sms, split_k, device, stream);
+// Constants Python needs from the C++ side (so it keeps no hand-synced copies).
+void bind_constants(py::module_& m) {
+  py::dict codes;
+  codes["float32"] = int(DType::kFloat32);
+  codes["float16"] = int(DType::kFloat16);
+  codes["bfloat16"] = int(DType::kBFloat16);
+  m.attr("DTYPE_CODES") = codes;   // torch dtype name -> common.h DType code
+  m.attr("MEAN_SPLITS") = kMeanSplits;  // normalize_pack's CUDA workspace: B * 3 * MEAN_SPLITS floats
+  m.attr("CHANNEL_ALIGN") = kChannelAlign;  // igemm inputs' channel padding (igemm_math.h)
+  py::list taps;  // DECONV_TAPS[a][t]: ConvTranspose2d kernel index of sub-pixel tap t at parity a
+  for (int a = 0; a < 2; ++a) taps.append(py::make_tuple(subpixel_tap(a, 0).k, subpixel_tap(a, 1).k));
+  m.attr("DECONV_TAPS") = py::tuple(taps);
 }
 
 // Runs one PTX probe kernel (ptx_probe.h) on device >= 0; no CPU version.
@@ -373,14 +364,8 @@ PYBIND11_MODULE(FF_MODULE_NAME, m) {
   m.def("upsample_flow", &upsample_flow, "flow2 * div_flow, bilinear x4 -> (B,2,4h,4w) float32");
   m.def("warp", &warp, "bilinear backward warp, border (Resample2d) or zeros padding");
   m.def("flow_head", &flow_head, "predict_flow 3x3 conv -> float32 flow, + 2->2 flow upsample into a concat slice");
-  m.def("conv2d_lrelu", &conv2d_lrelu,
-        "NHWC implicit-GEMM conv + bias + LeakyReLU into a channel slice (CPU: slow host emulation of the CUDA "
-        "kernel's tiling, for tests)");
-  m.def("deconv_lrelu", &deconv_lrelu,
-        "ConvTranspose2d(k4, s2, p1) + bias + LeakyReLU as 4 sub-pixel GEMMs into a channel slice (CPU: slow host "
-        "emulation of the CUDA kernel's tiling, for tests)");
-  m.def("igemm_plan", &igemm_plan,
-        "(config, bm, bn, bk, splits, workspace_elems) the conv/deconv kernels use for a shape");
+  bind_igemm(m);
+  bind_constants(m);
   m.def("ptx_probe", &ptx_probe, "known-answer probe of one wrapped PTX instruction (csrc/ptx_probe.h)");
   m.def("build_info", &build_info, "how this extension was built");
   m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible to the extension's runtime");

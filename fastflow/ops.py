@@ -46,9 +46,11 @@ __all__ = [
     "SimtError",
 ]
 
-DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
-# Must match kMeanSplits in csrc/ops.h (partial sums per (sample, colour) of the CUDA mean).
-MEAN_SPLITS = 64
+# The extension's dtype codes (csrc/common.h DType) by torch dtype, and the number of partial sums
+# per (sample, colour) of normalize_pack's CUDA mean (csrc/ops.h kMeanSplits): read from fastflow._C,
+# which fastflow._simt shares (tests/test_bindings.py).
+DTYPE_CODES = {getattr(torch, name): code for name, code in _backend.load().DTYPE_CODES.items()}
+MEAN_SPLITS = int(_backend.load().MEAN_SPLITS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -750,23 +752,24 @@ def _igemm_call(
         op = "deconv_lrelu" if deconv else "conv2d_lrelu"
         raise ValueError(f"fastflow.{op}: x and the packed weight must start at 16-byte aligned addresses")
     b, cx, h, w = x.shape
-    dtype_code = DTYPE_CODES[x.dtype]
-    num_sms = _num_sms(x)
-    plan = _backend.load().igemm_plan(deconv, b, h, w, cx, cout, ksize, stride, dtype_code, allow_tf32, num_sms, split_k)
-    ws_elems = plan[5]
-    ws = _empty(ws_elems, dtype=torch.float32, like=x) if ws_elems > 0 else None
-    device, stream = _device_args(x)
-    common = (
-        0 if bias is None else bias.data_ptr(), out.data_ptr(), out.shape[1], offset, float(slope), dtype_code,
-        bool(allow_tf32), 0 if ws is None else ws.data_ptr(), ws_elems, num_sms, split_k, device, stream,
+    # The fields of the extension's IgemmCall (csrc/igemm_call.h), by name.
+    call = dict(
+        x=x.data_ptr(), batch=b, height=h, width=w, channels=cx, pixel_stride=_pixel_stride(x),
+        weight=weight.data_ptr(), bias=0 if bias is None else bias.data_ptr(), out_channels=cout, ksize=ksize,
+        stride=stride, out=out.data_ptr(), out_total_channels=out.shape[1], out_offset=offset, slope=float(slope),
+        dtype=DTYPE_CODES[x.dtype], allow_tf32=bool(allow_tf32), workspace=0, workspace_elems=0,
+        num_sms=_num_sms(x), split_k=split_k,
     )
+    C = _backend.load()
+    ws_elems = C.igemm_plan(C.IgemmCall(**call), deconv).workspace_elems
+    ws = _empty(ws_elems, dtype=torch.float32, like=x) if ws_elems > 0 else None
+    if ws is not None:
+        call.update(workspace=ws.data_ptr(), workspace_elems=ws_elems)
+    device, stream = _device_args(x)
     op = "deconv_lrelu" if deconv else "conv2d_lrelu"
     with _kernels(op, x, {"x": x, "weight": weight, "bias": bias}, {"out": out, "workspace": ws}) as lib:
-        if deconv:
-            lib.deconv_lrelu(x.data_ptr(), b, h, w, cx, _pixel_stride(x), weight.data_ptr(), cout, *common)
-        else:
-            lib.conv2d_lrelu(x.data_ptr(), b, h, w, cx, _pixel_stride(x), weight.data_ptr(), cout, ksize, stride,
-                             *common)
+        # IgemmCall is module-local: the one of the extension that runs the call.
+        (lib.deconv_lrelu if deconv else lib.conv2d_lrelu)(lib.IgemmCall(**call), device, stream)
 
 
 @torch.library.custom_op("fastflow::conv2d_lrelu", mutates_args=("out",))

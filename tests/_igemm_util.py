@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import rel_err
-from fastflow import ops, reference
+from fastflow import _backend, ops, reference
 from fastflow.network import LAYERS, pad8
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -24,6 +24,29 @@ SLOPE = reference.LRELU_SLOPE
 # Sanity ceilings on top of the relative rules (catch a reference that is itself broken).
 ABS_CEIL = {"fp16": 5e-3, "bf16": 4e-2}
 
+
+
+def igemm_call(lib, **fields):
+    """An IgemmCall (csrc/igemm_call.h) of extension ``lib`` (fastflow._C or fastflow._simt): the
+    given fields over neutral defaults (null pointers, no bias or workspace, slope 1, strict fp32,
+    132 SMs, the plan's own split-K; pixel stride = channels, output channels = out_channels)."""
+    call = dict(x=0, batch=1, height=1, width=1, channels=8, weight=0, bias=0, out_channels=8, ksize=3, stride=1,
+                out=0, out_offset=0, slope=1.0, dtype=0, allow_tf32=False, workspace=0, workspace_elems=0,
+                num_sms=132, split_k=0)
+    call.update(fields)
+    call.setdefault("pixel_stride", call["channels"])
+    call.setdefault("out_total_channels", call["out_channels"])
+    return lib.IgemmCall(**call)
+
+
+def igemm_plan(deconv, b, h, w, cx, cout, k, stride, dtype_code, allow_tf32, num_sms, split_k):
+    """(config, bm, bn, bk, splits, workspace_elems): fastflow._C's plan of a conv (k, stride) or
+    deconv call on x [b, cx, h, w] (cx padded) with cout outputs; split_k 0: the plan's own choice."""
+    C = _backend.load()
+    call = igemm_call(C, batch=b, height=h, width=w, channels=cx, out_channels=cout, ksize=k, stride=stride,
+                      dtype=dtype_code, allow_tf32=allow_tf32, num_sms=num_sms, split_k=split_k)
+    p = C.igemm_plan(call, deconv)
+    return p.config, p.bm, p.bn, p.bk, p.splits, p.workspace_elems
 
 def fresh_generator():
     seed = int.from_bytes(os.urandom(4), "little")

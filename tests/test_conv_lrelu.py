@@ -6,9 +6,9 @@ math) on small images; CUDA tests run the kernels on every FlowNet2-S conv shape
 import pytest
 import torch
 
-from fastflow import _backend, ops, reference
+from fastflow import ops, reference
 from conftest import requires_cuda
-from _igemm_util import PRECISIONS, check_conv, encoder_inputs, flow_head_inputs, layer_cases
+from _igemm_util import PRECISIONS, check_conv, encoder_inputs, flow_head_inputs, igemm_plan, layer_cases
 
 
 # (Cin, Cout, k, stride, H, W): sizes that are not multiples of any tile, odd sizes with stride 2,
@@ -64,23 +64,21 @@ def test_slices_emulated(before, after):
 
 def test_plan_uses_split_k_for_deep_small_layers():
     """At batch 1, 384x512 on 132 SMs, conv5..conv6_1 are split along K, the big layers are not."""
-    C = _backend.load()
     for name, cin, cx, cout, k, s, h, w in encoder_inputs(384, 512):
-        for code in (0, 1, 2):
-            config, bm, bn, bk, splits, ws = C.igemm_plan(False, 1, h, w, cx, cout, k, s, code, True, 132, 0)
+        for code in ops.DTYPE_CODES.values():
+            config, bm, bn, bk, splits, ws = igemm_plan(False, 1, h, w, cx, cout, k, s, code, True, 132, 0)
             if name in ("conv5", "conv5_1", "conv6", "conv6_1"):
                 assert splits > 1 and ws > 0, (name, code, splits)
             if name in ("conv1", "conv2", "conv3"):
                 assert splits == 1 and ws == 0, (name, code, splits)
     # N <= 16 (predict_flow shapes) takes the 64x64 tile: the model runs its flow heads on ops.flow_head.
-    assert C.igemm_plan(False, 1, 96, 128, 200, 2, 3, 1, 1, True, 132, 0)[:3] == (1, 64, 64)
+    assert igemm_plan(False, 1, 96, 128, 200, 2, 3, 1, 1, True, 132, 0)[:3] == (1, 64, 64)
 
 
 @pytest.mark.parametrize("prec", ["fp32", "tf32", "fp16"])
 def test_big_tile_config_emulated(prec):
     """Enough output pixels for a full wave of 128x128 tiles (kept cheap with a 1x1 kernel)."""
-    C = _backend.load()
-    assert C.igemm_plan(False, 1, 140, 141, 8, 72, 1, 1, 1, True, ops.EMULATED_SMS, 0)[:3] == (0, 128, 128)
+    assert igemm_plan(False, 1, 140, 141, 8, 72, 1, 1, 1, True, ops.EMULATED_SMS, 0)[:3] == (0, 128, 128)
     check_conv(prec, 1, 8, 72, 1, 1, 140, 141, "cpu", before=0, after=8)
 
 

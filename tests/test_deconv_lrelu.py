@@ -6,9 +6,9 @@ every FlowNet2-S decoder shape.
 import pytest
 import torch
 
-from fastflow import _backend, network, ops, reference
+from fastflow import network, ops, reference
 from conftest import requires_cuda
-from _igemm_util import PRECISIONS, check_deconv, decoder_inputs, layer_cases
+from _igemm_util import PRECISIONS, check_deconv, decoder_inputs, igemm_plan, layer_cases
 
 
 # (Cin, Cout, h, w): odd and tiny sizes, Cout not a multiple of 8, a single input pixel.
@@ -44,18 +44,16 @@ def test_slices_emulated(before, after):
 
 
 def test_plan_splits_deconv5_at_batch_1():
-    C = _backend.load()
     name, cin, cx, cout, h, w = decoder_inputs(384, 512)[0]
     assert name == "deconv5"
-    splits = C.igemm_plan(True, 1, h, w, cx, cout, 4, 2, 1, True, 132, 0)[4]
+    splits = igemm_plan(True, 1, h, w, cx, cout, 4, 2, 1, True, 132, 0)[4]
     assert splits > 1
 
 
 @pytest.mark.parametrize("prec", ["fp32", "bf16"])
 def test_big_tile_config_emulated(prec):
     """Enough low-res pixels for a full wave of 128x128 tiles over the 4 phases."""
-    C = _backend.load()
-    assert C.igemm_plan(True, 1, 66, 65, 8, 72, 4, 2, 2, True, ops.EMULATED_SMS, 0)[:3] == (0, 128, 128)
+    assert igemm_plan(True, 1, 66, 65, 8, 72, 4, 2, 2, True, ops.EMULATED_SMS, 0)[:3] == (0, 128, 128)
     check_deconv(prec, 1, 6, 72, 66, 65, "cpu", cx=8, before=8, after=0)
 
 

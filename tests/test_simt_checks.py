@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from _igemm_util import igemm_call
 from _simt_util import _require_simt, simt_marks  # noqa: F401
 from fastflow import _backend, ops
 
@@ -131,8 +132,9 @@ def test_op_level_error_names_op_and_source_line():
     short_x = x.permute(0, 2, 3, 1).reshape(-1)[:-1]
     with ops.simt(), pytest.raises(ops.SimtError) as info:
         with ops._kernels("conv2d_lrelu", x, {"x": short_x, "weight": wt}, {"out": out}) as lib:
-            lib.conv2d_lrelu(x.data_ptr(), 1, 5, 6, 8, 8, wt.data_ptr(), 8, 3, 1, 0, out.data_ptr(), 8, 0, 0.1,
-                             0, False, 0, 0, 132, 0, 0, 0)
+            call = igemm_call(lib, x=x.data_ptr(), height=5, width=6, weight=wt.data_ptr(), out=out.data_ptr(),
+                              slope=0.1)
+            lib.conv2d_lrelu(call, 0, 0)
     msg = str(info.value)
     assert msg.startswith("fastflow.conv2d_lrelu: SIMT check failed in kernel igemm_kernel<1, MathMode::kF32Simt>")
     assert "global memory out of bounds: read of 16 bytes" in msg and "bytes past it)" in msg and "`x` [0x" in msg

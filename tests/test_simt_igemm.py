@@ -11,7 +11,7 @@ barrier mistake happened. The bit-exact cases compare with the host emulation of
 import pytest
 import torch
 
-from _igemm_util import check_conv, check_deconv
+from _igemm_util import DTYPES, check_conv, check_deconv, igemm_call, igemm_plan
 from _simt_util import _require_simt, simt_marks  # noqa: F401
 from fastflow import _backend, ops
 
@@ -30,14 +30,13 @@ DECONV_CASES = {
     1: ("deconv", 2, 40, 20, 0, 0, 5, 6, 132),
 }
 PRECISIONS = ("fp16", "bf16", "tf32", "fp32")
-DTYPE_CODE = {"fp16": 1, "bf16": 2, "tf32": 0, "fp32": 0}
+DTYPE_CODE = {prec: ops.DTYPE_CODES[DTYPES[prec]] for prec in PRECISIONS}
 
 
 def _plan(kind, b, cin, cout, k, stride, h, w, prec, sms, split_k):
     cx = (cin + 7) // 8 * 8
-    return _backend.load().igemm_plan(kind == "deconv", b, h, w, cx, cout, k if kind == "conv" else 4,
-                                      stride if kind == "conv" else 2, DTYPE_CODE[prec], prec == "tf32", sms,
-                                      split_k or 0)  # 0: the plan's own choice
+    return igemm_plan(kind == "deconv", b, h, w, cx, cout, k if kind == "conv" else 4, stride if kind == "conv" else 2,
+                      DTYPE_CODE[prec], prec == "tf32", sms, split_k or 0)  # 0: the plan's own choice
 
 
 def _params():
@@ -126,7 +125,8 @@ def test_global_bounds_check_covers_the_real_kernels():
             try:
                 with pytest.raises(ops.SimtError, match=r"global memory out of bounds: read of .* by kernel "
                                                         r"igemm_kernel<1, .*block \(0,0,0\), thread \d+ .*`x`"):
-                    lib.conv2d_lrelu(x.data_ptr(), 1, 5, 6, 8, 8, wt.data_ptr(), 8, 3, 1, 0, out.data_ptr(), 8, 0, 0.1,
-                                     0, False, 0, 0, 132, 0, 0, 0)
+                    call = igemm_call(lib, x=x.data_ptr(), height=5, width=6, weight=wt.data_ptr(),
+                                      out=out.data_ptr(), slope=0.1)
+                    lib.conv2d_lrelu(call, 0, 0)
             finally:
                 lib.set_buffers([])
