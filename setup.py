@@ -1,4 +1,4 @@
-"""Build of fastflow._C and fastflow._simt: torch-free pybind11 extensions (DESIGN.md section 4).
+"""Build of fastflow._C and fastflow._simt: torch-free pybind11 extensions (docs/design.md section 4).
 
 Which csrc/ files go into which extension is decided in csrc/sources.py (recursive globs).
 

@@ -3,7 +3,7 @@ csrc tree taken in separate device calls (e.g. build + smoke + tests in one, ben
 
     python benchmarks/merge_records.py A.json B.json [-o benchmarks/results/NAME.json]
 
-A record (DESIGN.md section 8 plus ``stages``) keeps each stage's outcome under
+A record (docs/design.md section 8 plus ``stages``) keeps each stage's outcome under
 ``stages[name] = {"status": passed | failed | timed out | skipped | running | pending, "seconds",
 "timeout_s", "note", "result": {...}}``; the top-level keys of the design (``tests``, ``sanitizer``,
 ``bench``) and the extras (``smoke``, ``layers``, ``targets``) are recomputed from them by

@@ -12,7 +12,7 @@ Exit status: 0 all cases ok, 1 some failed.
 emulations of the CUDA kernels' tiling, the model through the fused forward's orchestration);
 ``--tiny`` shrinks every shape (the suite's dry run without a GPU). ``--simt`` runs the CUDA kernels
 themselves on the CPU through the SIMT host runtime (``fastflow.ops.simt()``, when the build has
-``fastflow._simt``). Tolerances are DESIGN.md section 7's.
+``fastflow._simt``). Tolerances are docs/design.md section 7's.
 """
 import argparse
 import os

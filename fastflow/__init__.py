@@ -1,6 +1,6 @@
 """fastflow: fast FlowNet2-S optical flow inference.
 
-Public API (DESIGN.md section 2). Heavy modules (torch, the extension) load on first use, so
+Public API (docs/design.md section 2). Heavy modules (torch, the extension) load on first use, so
 ``import fastflow`` is cheap and works on machines with no GPU and no driver.
 """
 import importlib as _importlib

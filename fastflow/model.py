@@ -7,7 +7,7 @@ initialisation and training behaviour are identical; only the eval-mode forward 
   packed once with LeakyReLU fused, and the C++ output kernel (``flow2 * div_flow``, bilinear
   x4). float32: the reference's numbers within float32 rounding; bfloat16: bf16 convolutions;
   float16: computed in float32 (``cpu_compute_dtype``).
-- CUDA: only fastflow kernels (DESIGN.md section 5): prologue -> 10 implicit-GEMM convs -> decoder
+- CUDA: only fastflow kernels (docs/design.md section 5): prologue -> 10 implicit-GEMM convs -> decoder
   (sub-pixel deconvs and flow heads writing into the concat buffers in place) -> output kernel.
   Activations live in one arena per (batch, H, W, dtype); the network between prologue and
   output kernel is captured once per shape in a CUDA graph and replayed.

@@ -3,7 +3,7 @@
 One check function per op, device-generic: on CUDA it runs the kernels, on the CPU the host
 emulation of their tiling (same wrappers, plan, index math and slice addressing). Each call draws
 fresh random inputs (the seed is in the failure message), writes into a channel slice of a
-NaN-poisoned buffer and checks both the slice (DESIGN.md section 7 tolerances) and that every other
+NaN-poisoned buffer and checks both the slice (docs/design.md section 7 tolerances) and that every other
 channel is bit-identical to before.
 """
 from __future__ import annotations

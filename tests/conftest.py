@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """||out - ref|| / ||ref|| in float64 (DESIGN.md section 7)."""
+    """||out - ref|| / ||ref|| in float64 (docs/design.md section 7)."""
     out, ref = out.double(), ref.double()
     return float((out - ref).norm() / ref.norm().clamp_min(1e-300))
 

@@ -1,6 +1,6 @@
 """fastflow.ops.flow_head (predict_flow + 2->2 flow upsample) against fastflow.reference.flow_head.
 
-Tolerances (DESIGN.md section 7): float32 within 1e-5 relative of a float64 reference; float16 /
+Tolerances (docs/design.md section 7): float32 within 1e-5 relative of a float64 reference; float16 /
 bfloat16 error against the float64 reference (computed from the same 16-bit inputs and weights) at
 most twice PyTorch's own error on the same computation, with a floor of one rounding of the
 output dtype (the error of storing the exact result, which no implementation can beat).

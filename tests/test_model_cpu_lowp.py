@@ -1,6 +1,6 @@
 """fastflow.FlowNet2S on the CPU in bfloat16 and float16, against the reference on real photos.
 
-DESIGN.md section 7: a 16-bit model's error against an fp64 reference is at most twice PyTorch's
+docs/design.md section 7: a 16-bit model's error against an fp64 reference is at most twice PyTorch's
 own error in that precision on the same computation (the reference module cast to bf16 / fp16).
 """
 import pytest

@@ -1,6 +1,6 @@
 """The fused CUDA forward against the reference (skip without a GPU).
 
-Tolerances (DESIGN.md section 7): strict fp32 1e-5 relative, TF32 5e-3; fp16/bf16: error against an
+Tolerances (docs/design.md section 7): strict fp32 1e-5 relative, TF32 5e-3; fp16/bf16: error against an
 fp64 reference at most twice PyTorch's own fp16/bf16 error (eager, channels_last) on the same input.
 Inputs are real photographs (scikit-image's motorcycle stereo pair).
 """

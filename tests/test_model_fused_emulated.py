@@ -41,7 +41,8 @@ def test_fused_fp32_tf32(weights, ref, batch, h, w, precision):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_fused_16bit(weights, ref, dtype):
-    """Error against an fp64 reference at most twice PyTorch's own 16-bit error (DESIGN.md 7)."""
+    """Error against an fp64 reference at most twice PyTorch's own 16-bit error
+    (docs/design.md section 7)."""
     x = motorcycle_pair(64, 128, 1)
     r64 = Reference().eval()
     r64.load_state_dict(weights)

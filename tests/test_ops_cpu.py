@@ -9,7 +9,8 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
 def _tol(dtype):
-    # fp32: DESIGN.md's 1e-5. 16-bit outputs: one rounding of each element (2^-11 / 2^-8 relative).
+    # fp32: docs/design.md section 7's 1e-5. 16-bit outputs: one rounding of each element
+    # (2^-11 / 2^-8 relative).
     return {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}[dtype]
 
 

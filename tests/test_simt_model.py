@@ -62,7 +62,8 @@ def test_fused_forward_fp32_tf32(weights, pair, ref64, precision):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_fused_forward_16bit(weights, pair, ref64, dtype):
-    """Error against the fp64 reference at most twice PyTorch's own in that precision (DESIGN.md 7)."""
+    """Error against the fp64 reference at most twice PyTorch's own in that precision
+    (docs/design.md section 7)."""
     m = _poisoned_model(weights, dtype, pair)
     with ops.simt():
         got = m(pair)
