@@ -48,6 +48,13 @@ def test_table_is_consistent():
             channels[layer.feeds] = sum(c for _, c, _ in parts)
             scale[layer.feeds] = CONCAT[layer.feeds].scale
     assert [(c.channels, c.padded) for c in CONCATS] == [(1026, 1032), (770, 776), (386, 392), (194, 200)]
+    # FlowNet2-S's wiring: the encoder is a chain; at each decoder scale the flow head and the
+    # deconvolution read the same tensor (conv6_1, then the previous concat buffer).
+    enc = [l for l in LAYERS if l.kind == "conv"]
+    assert [l.reads for l in enc] == ["input"] + [l.name for l in enc[:-1]]
+    heads = {l.scale: l for l in LAYERS if l.kind == "flow"}
+    assert [heads[s].reads for s in (64, 32, 16, 8, 4)] == ["conv6_1", "concat5", "concat4", "concat3", "concat2"]
+    assert all(l.reads == heads[l.scale].reads for l in LAYERS if l.kind == "deconv")
     assert scale["predict_flow2"] == 4 and len(LAYERS) == 23
 
 
