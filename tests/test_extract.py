@@ -330,6 +330,9 @@ def test_ray_local_cluster(data, tmp_path, monkeypatch):
     marker = tmp_path / "killed-once"
     monkeypatch.setenv("_FASTFLOW_TEST_KILL_AFTER_PAIRS", "2")
     monkeypatch.setenv("_FASTFLOW_TEST_KILL_ONCE", str(marker))
+    # Ray starts its workers in the driver's folder, first on their sys.path: from a source checkout
+    # (CI's cwd) they would import its uncompiled fastflow/ instead of the installed package.
+    monkeypatch.chdir(tmp_path)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         s = fastflow.extract([data["walk"], data["clip"], data["dir"] / "corrupt.mp4"], tmp_path / "out",
