@@ -22,7 +22,7 @@
 
 namespace fastflow {
 
-// Must match fastflow/_backend.py DTYPE_CODES.
+// Exported as fastflow._C.DTYPE_CODES (bindings.cpp), which fastflow.ops.DTYPE_CODES reads.
 enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
 inline DType to_dtype(int code, const char* op) {

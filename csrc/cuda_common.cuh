@@ -5,7 +5,7 @@
 //       template-id in parentheses, e.g. (warp_kernel<T, F>), never a variable)
 //   FF_EXTERN_SHARED(T, name, align)                       extern __shared__ (dynamic) array
 //   FF_SHARED_ARRAY(T, name, n)                            static __shared__ T name[n]
-// Kernel bodies are otherwise plain CUDA; the PTX wrappers in igemm.cuh have a host branch.
+// Kernel bodies are otherwise plain CUDA; the PTX wrappers in ptx.cuh have a host branch.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -1,7 +1,7 @@
-// Implicit-GEMM machinery of conv2d_lrelu and deconv_lrelu (instantiated once, in igemm.cu): tile configs, the PTX
-// wrappers (cp.async, ldmatrix, mma.sync), the multi-stage cp.async mainloop, the fused epilogue
-// (bias + LeakyReLU + store into a channel slice, or fp32 split-K partials), the split-K reduce
-// kernel and the host launcher. The index math lives in igemm_math.h, shared with the host
+// Implicit-GEMM kernels of conv2d_lrelu and deconv_lrelu (instantiated and launched once, in
+// igemm.cu): tile configs, the multi-stage cp.async mainloop over the PTX wrappers of ptx.cuh
+// (cp.async, ldmatrix, mma.sync), the fused epilogue (bias + LeakyReLU + store into a channel
+// slice, or fp32 split-K partials) and the split-K reduce kernel. The index math lives in igemm_math.h, shared with the host
 // emulation (cpu/igemm.cpp).
 //
 // Layout and alignment assumptions (checked by the bindings/Python): x NHWC with Cx % 8 == 0 and a
@@ -20,6 +20,7 @@
 
 #include "cuda_common.cuh"
 #include "igemm_math.h"
+#include "ptx.cuh"
 
 namespace fastflow {
 namespace igemm {
@@ -104,87 +105,6 @@ struct KernelTraits {
   static_assert(kBM * kCPitch * 4 <= kPipeBytes, "epilogue staging must fit in the pipeline's shared memory");
   static_assert(kBN % kVec == 0 && kBN % 4 == 0, "epilogue chunks must tile BN");
 };
-
-// ---- device helpers -----------------------------------------------------------------------------
-#if defined(FASTFLOW_SIMT)
-// Host build: the SIMT runtime implements each instruction (csrc/simt/warp_ops.cpp) with the PTX
-// ISA's semantics: cp.async lands at the wait_group that retires it, ldmatrix and mma gather the
-// warp's 32 lanes and use the ISA fragment layouts.
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return ::ffsim::smem_addr(p); }
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-  ::ffsim::cp_async(dst, src, 16, valid ? 16 : 0);
-}
-__device__ __forceinline__ void cp_async_commit() { ::ffsim::cp_async_commit(); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  ::ffsim::cp_async_wait(kPending);
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) { ::ffsim::ldmatrix_x4(r, addr); }
-__device__ __forceinline__ uint32_t to_tf32(uint32_t x) { return ::ffsim::cvt_rna_tf32(x); }
-template <MathMode kMode>
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  static_assert(kMode != MathMode::kF32Simt, "mma path is fp16, bf16 or tf32");
-  ::ffsim::mma_sync(kMode == MathMode::kF16 ? ::ffsim::MmaKind::kF16
-                    : kMode == MathMode::kBF16 ? ::ffsim::MmaKind::kBF16
-                                               : ::ffsim::MmaKind::kTF32,
-                    d, a, b);
-}
-#else
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global -> shared copy; src_bytes = 0 zero-fills the destination without reading. The
-// "memory" clobbers keep ordinary shared-memory accesses from moving across issue and wait.
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-  const int src_bytes = valid ? 16 : 0;
-  const uint64_t gsrc = static_cast<uint64_t>(__cvta_generic_to_global(src));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gsrc), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-// Four 8x8 b16 matrices (= four 8-row x 16-byte blocks; for fp32 data each is 8 x 4 values).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-__device__ __forceinline__ uint32_t to_tf32(uint32_t x) {
-  uint32_t y;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(y) : "f"(__uint_as_float(x)));
-  return y;
-}
-
-// One mma of the 32-byte K step: m16n8k16 for fp16/bf16, m16n8k8 for tf32. fp32 accumulate.
-template <MathMode kMode>
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  if constexpr (kMode == MathMode::kF16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else if constexpr (kMode == MathMode::kBF16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    static_assert(kMode == MathMode::kTF32, "mma path is fp16, bf16 or tf32");
-    asm volatile(
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-}
-#endif  // FASTFLOW_SIMT
 
 // Everything a kernel needs: the call plus the plan's K split and the output store width.
 struct KernelParams {
@@ -428,76 +348,6 @@ __global__ void __launch_bounds__(kReduceThreads) splitk_reduce_kernel(const Ker
       if (n + j < N) v[j] += src[j];
   }
   store_out_chunk<T, kVec>(kp, z, m, n, v);
-}
-
-// ---- host launcher ------------------------------------------------------------------------------
-// Runtime precision / tile config -> template parameters.
-#define FF_IGEMM_MODE_SWITCH(MODE, K_MODE, ...)                                 \
-  switch (MODE) {                                                               \
-    case MathMode::kF16: { constexpr MathMode K_MODE = MathMode::kF16; __VA_ARGS__; break; }   \
-    case MathMode::kBF16: { constexpr MathMode K_MODE = MathMode::kBF16; __VA_ARGS__; break; } \
-    case MathMode::kTF32: { constexpr MathMode K_MODE = MathMode::kTF32; __VA_ARGS__; break; } \
-    case MathMode::kF32Simt: { constexpr MathMode K_MODE = MathMode::kF32Simt; __VA_ARGS__; break; } \
-  }
-#define FF_IGEMM_CONFIG_SWITCH(CONFIG, K_CONFIG, ...)               \
-  switch (CONFIG) {                                                 \
-    case 0: { constexpr int K_CONFIG = 0; __VA_ARGS__; break; }     \
-    case 1: { constexpr int K_CONFIG = 1; __VA_ARGS__; break; }     \
-    default: fail(op, "unknown tile config ", CONFIG);              \
-  }
-
-template <int kConfig, MathMode kMode>
-void launch_kernel(const KernelParams& kp, cudaStream_t st, const char* op) {
-  using Tr = KernelTraits<kConfig, kMode>;
-  const IgemmShape& s = kp.p.shape;
-  if (Tr::kSmemBytes > 48 * 1024) {
-    int device = 0;
-    cuda_check(cudaGetDevice(&device), op, "cudaGetDevice");
-    raise_smem_limit_once<igemm_kernel<kConfig, kMode>>(Tr::kSmemBytes, device, op);
-  }
-  const dim3 grid(ceil_div(s.M(), Tr::kBM), ceil_div(s.N(), Tr::kBN), unsigned(s.Z() * kp.splits));
-  FF_LAUNCH((igemm_kernel<kConfig, kMode>), grid, Tr::kThreads, Tr::kSmemBytes, st, kp);
-  launch_check(op);
-}
-
-// Which (config, mode) pairs exist: the SIMT path only with the 64x64 tile. Keeps the build to what
-// plan_igemm uses.
-template <int kConfig, MathMode kMode>
-constexpr bool kInstantiated = kMode == MathMode::kF32Simt ? kConfig == 1 : true;
-
-template <bool kDeconv>
-void launch_igemm(const IgemmParams& p, const IgemmPlan& plan, int device, int64_t stream) {
-  const char* op = kDeconv ? "deconv_lrelu" : "conv2d_lrelu";
-  const IgemmShape& s = p.shape;
-  FF_CHECK(s.deconv == kDeconv, op, "shape kind mismatch");
-  FF_CHECK(channel_aligned(s.Cx), op, "input channels must be a multiple of ", kChannelAlign, ", got ", s.Cx);
-  FF_CHECK(plan.splits == 1 || (p.workspace && p.workspace_elems >= plan.workspace_elems &&
-                                reinterpret_cast<uintptr_t>(p.workspace) % 16 == 0), op,
-           "split-K needs a float32 workspace of ", plan.workspace_elems, " elements");
-  FF_CHECK(s.N() <= 65535 * 16 && s.Z() * plan.splits <= 65535, op, "grid too large");
-  if (s.M() == 0 || s.N() == 0) return;
-  cudaStream_t st = prepare_launch(device, stream, op);
-  const MathMode mode = math_mode(p.dtype, p.allow_tf32);
-  const int elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  const int vec = 16 / elem;
-  KernelParams kp{};
-  kp.p = p;
-  kp.k_tiles = plan.k_tiles;
-  kp.tiles_per_split = plan.tiles_per_split;
-  kp.splits = plan.splits;
-  kp.vec_out = s.Ctot % vec == 0 && s.offset % vec == 0 && reinterpret_cast<uintptr_t>(p.out) % 16 == 0;
-  FF_IGEMM_MODE_SWITCH(mode, kMode, FF_IGEMM_CONFIG_SWITCH(plan.config, kConfig, {
-    if constexpr (kInstantiated<kConfig, kMode>)
-      launch_kernel<kConfig, kMode>(kp, st, op);
-    else
-      fail(op, "tile config ", kConfig, " is not built for this precision");
-  }));
-  if (plan.splits > 1) {
-    const int64_t threads = int64_t(s.Z()) * s.M() * ((s.N() + vec - 1) / vec);
-    FF_DISPATCH_CUDA(p.dtype, T, op,
-                     FF_LAUNCH(splitk_reduce_kernel<T>, ceil_div(threads, kReduceThreads), kReduceThreads, 0, st, kp));
-    launch_check(op);
-  }
 }
 
 }  // namespace igemm

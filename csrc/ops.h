@@ -25,7 +25,7 @@ struct NormalizeParams {
   int C;
   float rgb_max;
 };
-constexpr int kMeanSplits = 64;
+constexpr int kMeanSplits = 64;  // exported as fastflow._C.MEAN_SPLITS (fastflow.ops reads it)
 void normalize_pack_cpu(const NormalizeParams& p);
 void normalize_pack_cuda(const NormalizeParams& p, float* partial, int device, int64_t stream);
 

@@ -1,6 +1,6 @@
 // Known-answer probe kernels of the PTX wrappers (see ptx_probe.h). One warp each; the shared
 // memory they use is written in full before it is read, and every lane writes its own outputs.
-#include "igemm.cuh"
+#include "ptx.cuh"
 #include "ptx_probe.h"
 
 namespace fastflow {

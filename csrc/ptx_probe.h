@@ -1,4 +1,4 @@
-// Known-answer probes of the PTX wrappers in igemm.cuh (ptx_probe.cu): one warp runs one wrapped
+// Known-answer probes of the PTX wrappers in ptx.cuh (ptx_probe.cu): one warp runs one wrapped
 // instruction on given operands and writes what it got. The same kernels run on a GPU (fastflow._C)
 // and through the SIMT host runtime (fastflow._simt); tests/test_simt_ptx.py requires identical
 // bits, which pins the runtime's ldmatrix / mma / cvt / cp.async semantics to the hardware.

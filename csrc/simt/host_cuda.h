@@ -166,7 +166,7 @@ void* dynamic_smem(size_t align);
 void* static_smem(const void* site, const char* name, size_t bytes, size_t align);
 float shfl_xor(unsigned mask, float value, int lane_mask, int width = 32);
 
-// PTX instructions of igemm.cuh (warp_ops.cpp).
+// PTX instructions of ptx.cuh (warp_ops.cpp).
 uint32_t smem_addr(const void* p);
 void cp_async(uint32_t dst, const void* src, int cp_size, int src_size);
 void cp_async_commit();

@@ -44,6 +44,7 @@ import sources  # noqa: E402  (csrc/sources.py, on the path simt_build set)
 TESTS = {
     "igemm.cuh": ["tests/test_simt_igemm.py"],
     "igemm.cu": ["tests/test_simt_igemm.py"],
+    "ptx.cuh": ["tests/test_simt_ptx.py", "tests/test_simt_igemm.py"],
     "flow_head.cu": ["tests/test_simt_kernels.py", "-k", "flow_head"],
     "normalize_pack.cu": ["tests/test_simt_kernels.py", "-k", "normalize_pack"],
     "upsample_flow.cu": ["tests/test_simt_kernels.py", "-k", "upsample_flow"],

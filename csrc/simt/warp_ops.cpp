@@ -1,4 +1,4 @@
-// Warp collectives and the PTX instructions of igemm.cuh, as the PTX ISA defines them.
+// Warp collectives and the PTX instructions of ptx.cuh, as the PTX ISA defines them.
 //
 // A collective parks each lane until all 32 lanes of the warp arrived at the same instruction; the
 // last one computes for the warp (lanes that skip it deadlock the block and are reported). Fragment
