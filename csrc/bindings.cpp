@@ -1,4 +1,4 @@
-// fastflow._C: pybind11 bindings, one m.def per op (DESIGN.md sections 1 and 4): argument
+// fastflow._C: pybind11 bindings, one m.def per op (docs/design.md sections 1 and 4): argument
 // marshalling, the GIL, the CPU/CUDA dispatch. Validation and planning that needs more than a
 // stride count lives with the op (igemm_call.cpp for conv2d_lrelu / deconv_lrelu).
 //

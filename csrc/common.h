@@ -1,7 +1,7 @@
 // fastflow common helpers: argument checks, CUDA error reporting, the dtype enum shared with
 // Python, and fp16/bf16 <-> fp32 conversions usable on the host (CPU ops) and the device.
 //
-// The extension is torch-free (DESIGN.md section 4): tensors arrive as raw pointers plus sizes and
+// The extension is torch-free (docs/design.md section 4): tensors arrive as raw pointers plus sizes and
 // strides, dtypes as the DType enum below, CUDA streams as integers. Python validates everything;
 // the checks here are the cheap second line that turns a bad call into an exception, never a crash.
 #pragma once

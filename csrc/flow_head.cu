@@ -1,4 +1,4 @@
-// Flow head of FlowNet2-S (DESIGN.md section 5): predict_flow = Conv2d(C, 2, k3, p1, bias) on an
+// Flow head of FlowNet2-S (docs/design.md section 5): predict_flow = Conv2d(C, 2, k3, p1, bias) on an
 // NHWC activation, fused with upsampled_flow = ConvTranspose2d(2, 2, k4, s2, p1, no bias) of that
 // flow, written straight into its channel slice of the next concat buffer.
 //

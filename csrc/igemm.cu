@@ -8,7 +8,7 @@
 // M and K past the end), the B tile from the packed weight [Cout][k][k][Cx].
 //
 // deconv_lrelu: ConvTranspose2d(k4, s2, p1) + bias + LeakyReLU fused (the decoder's
-// deconv2..deconv5). Sub-pixel decomposition (DESIGN.md section 5): output pixel (2m + a, 2n + c)
+// deconv2..deconv5). Sub-pixel decomposition (docs/design.md section 5): output pixel (2m + a, 2n + c)
 // only sees input rows m + {0, -1} (a = 0, kernel rows 1, 3) or m + {0, +1} (a = 1, kernel rows 2,
 // 0), columns likewise; so each of the 4 phases z = 2a + c is a stride-1 2x2 conv over the low-res
 // input [B, h, w, Cx] - a quarter of the MACs of zero insertion and no wasted zero taps. All 4

@@ -1,4 +1,4 @@
-// Bilinear backward warp (DESIGN.md section 6): out[b, c, i, j] = x[b, c, i + v, j + u].
+// Bilinear backward warp (docs/design.md section 6): out[b, c, i, j] = x[b, c, i + v, j + u].
 //
 // One thread per output pixel computes the four taps and weights once (warp_math.h, shared with
 // the CPU version) and loops over channels. Threads of a warp take consecutive j, so NCHW tensors

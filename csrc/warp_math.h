@@ -1,5 +1,5 @@
 // Per-pixel bilinear sampling math of the warp op, shared by the CPU and CUDA versions so the two
-// cannot drift apart. See DESIGN.md section 6 and fastflow.reference.warp.
+// cannot drift apart. See docs/design.md section 6 and fastflow.reference.warp.
 #pragma once
 
 #include <cmath>
