@@ -61,3 +61,13 @@ def weights():
 
     torch.manual_seed(1234)
     return FlowNet2S().state_dict()
+
+
+@pytest.fixture(scope="module")
+def model(weights):
+    """fastflow.FlowNet2S in eval mode with `weights` (one per test module)."""
+    import fastflow
+
+    m = fastflow.FlowNet2S().eval()
+    m.load_state_dict(weights)
+    return m

@@ -7,13 +7,6 @@ import fastflow
 from fastflow.api import network_size
 
 
-@pytest.fixture(scope="module")
-def model(weights):
-    m = fastflow.FlowNet2S().eval()
-    m.load_state_dict(weights)
-    return m
-
-
 def _photos(h, w):
     from fastflow.bench import load_photo
 

@@ -161,13 +161,6 @@ def test_info_and_bench():
 
 
 # --------------------------------------------------------------------- issue 15: images, video, info
-@pytest.fixture(scope="module")
-def model(weights):
-    m = fastflow.FlowNet2S().eval()
-    m.load_state_dict(weights)
-    return m
-
-
 def test_video_natural_order_names_fixed_scale(files, model):
     """1.png, 2.png, 10.png pair as 1->2->10; outputs named after the first frame; one colour scale."""
     from PIL import Image

@@ -21,13 +21,6 @@ def _rss_mb() -> float:
     return 0.0
 
 
-@pytest.fixture(scope="module")
-def model(weights):
-    m = fastflow.FlowNet2S().eval()
-    m.load_state_dict(weights)
-    return m
-
-
 def test_nonfinite_images_poison_only_their_sample(model):
     """Documented: NaN/Inf in a pair makes its per-sample mean non-finite, so that sample's flow is
     NaN; the other samples of the batch are unaffected. No crash, no exception."""

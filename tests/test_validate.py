@@ -28,13 +28,6 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(weights):
-    m = fastflow.FlowNet2S().eval()
-    m.load_state_dict(weights)
-    return m
-
-
-@pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, weights):
     path = tmp_path_factory.mktemp("ckpt") / "FlowNet2-S_checkpoint.pth.tar"
     torch.save({"state_dict": weights, "epoch": 1, "best_EPE": 3.0}, path)
