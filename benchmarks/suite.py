@@ -185,6 +185,18 @@ class Terminated(BaseException):
     """SIGTERM arrived (raised by the handler Suite.run installs)."""
 
 
+def sanitizer_finding(text: str, rc) -> str:
+    """One line for a failed compute-sanitizer run: its first report ("Uninitialized __global__ memory
+    read of size 2 bytes") and the kernel it names, not the banner every run prints first."""
+    lines = [ln[len("========="):].strip() for ln in text.splitlines() if ln.startswith("=========")]
+    reports = [ln for ln in lines if ln and not ln.startswith(("COMPUTE-SANITIZER", "ERROR SUMMARY"))]
+    if not reports:
+        plain = "\n".join(ln for ln in text.splitlines() if not ln.startswith("========="))
+        return f"rc={rc}: {first_line(plain)}"[:400]
+    where = next((ln for ln in reports[1:4] if ln.startswith("at ")), "")
+    return f"{reports[0]} {where}".strip()[:400]
+
+
 class Suite:
     def __init__(self, args):
         self.args = args
@@ -687,14 +699,13 @@ class Suite:
             elif p.rc == 0 and "sanitize_forward: done" in text:
                 res[tool], s = "clean", "passed"
             else:
-                first = next((ln.strip() for ln in text.splitlines() if ln.startswith("=========") and
-                              "ERROR SUMMARY" not in ln and ln.strip("= \n")), None)
-                plain = "\n".join(ln for ln in text.splitlines() if not ln.startswith("========="))
-                res[tool], s = (first or f"rc={p.rc}: {first_line(plain)}")[:400], "failed"
+                res[tool], s = sanitizer_finding(text, p.rc), "failed"
             if summary:
                 res[tool + "_errors"] = int(summary.group(1))
             res[tool + "_seconds"] = p.seconds
-            if tool in main:
+            # every tool's findings fail the stage; only an extra tool cut short by the --quick grace
+            # (after memcheck and racecheck are done) is recorded without failing it
+            if tool in main or s != "timed out":
                 statuses.append(s)
         status = next((s for s in ("failed", "timed out") if s in statuses), "passed")
         if statuses and all(s == "skipped" for s in statuses):

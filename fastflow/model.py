@@ -462,9 +462,10 @@ class FlowNet2S(_ReferenceFlowNet2S):
         cl = torch.channels_last
 
         def buf(name, c, div, zero=False):
+            # allocated channels_last (an NCHW tensor made contiguous would be a copy of
+            # uninitialised memory: compute-sanitizer's initcheck found it on the first H200 run)
             t = (torch.zeros if zero else torch.empty)(
-                (b, c, h // div, w // div), dtype=dtype, device=device
-            ).contiguous(memory_format=cl)
+                (b, c, h // div, w // div), dtype=dtype, device=device, memory_format=cl)
             e.bufs[name] = t
             return t
 

@@ -208,8 +208,29 @@ def test_sanitizer_error_is_reported(tools, tmp_path, monkeypatch):
     rc, rec = _sanitizer_stage(suite, tmp_path, monkeypatch, 'echo "========= Invalid __global__ read of size 4 bytes"\n'
                                'echo "=========     at conv_kernel"; echo "========= ERROR SUMMARY: 2 errors"; exit 3', "memcheck")
     assert rc == 1 and rec["stages"]["sanitizer"]["status"] == "failed"
-    assert rec["sanitizer"]["memcheck"] == "========= Invalid __global__ read of size 4 bytes"
+    assert rec["sanitizer"]["memcheck"] == "Invalid __global__ read of size 4 bytes at conv_kernel"
     assert rec["sanitizer"]["memcheck_errors"] == 2
+
+
+def test_extra_sanitizer_findings_fail_the_stage(tools, tmp_path, monkeypatch):
+    """initcheck (run beside memcheck and racecheck) finding errors fails the stage, and the note
+    names the report, not compute-sanitizer's banner (the first H200 record said 'passed' with
+    444640 initcheck errors and the verdict '========= COMPUTE-SANITIZER')."""
+    suite, _ = tools
+    rc, rec = _sanitizer_stage(suite, tmp_path, monkeypatch,
+                               'echo "========= COMPUTE-SANITIZER"\n'
+                               'if [ "$2" = initcheck ]; then\n'
+                               '  echo "========= Uninitialized __global__ memory read of size 2 bytes"\n'
+                               '  echo "=========     at elementwise_kernel+0x13b0"\n'
+                               '  echo "sanitize_forward: done"; echo "========= ERROR SUMMARY: 7 errors"; exit 3\n'
+                               'fi\n'
+                               'echo "sanitize_forward: done"; echo "========= ERROR SUMMARY: 0 errors"',
+                               "memcheck,racecheck,initcheck", 600)
+    st = rec["stages"]["sanitizer"]
+    assert rc == 1 and st["status"] == "failed"
+    assert rec["sanitizer"]["memcheck"] == "clean" and rec["sanitizer"]["racecheck"] == "clean"
+    assert rec["sanitizer"]["initcheck"] == "Uninitialized __global__ memory read of size 2 bytes at elementwise_kernel+0x13b0"
+    assert rec["sanitizer"]["initcheck_errors"] == 7
 
 
 def test_killed_suite_leaves_a_usable_record(tmp_path):
