@@ -9,6 +9,8 @@ from ._backend import __version__, build_info
 
 _LAZY = {
     "FlowNet2S": ("model", "FlowNet2S"),
+    "load_model": ("load", "load_model"),
+    "CheckpointError": ("checkpoint", "CheckpointError"),
     "estimate_flow": ("api", "estimate_flow"),
     "warp": ("ops", "warp"),
     "read_flow": ("io", "read_flow"),
@@ -19,6 +21,7 @@ _LAZY = {
     # the module, callable as fastflow.validate(model, dataset, root, ...) (see fastflow/validate.py)
     "validate": ("validate", None),
     "reference": ("reference", None),
+    "precision": ("precision", None),
     "ops": ("ops", None),
     "io": ("io", None),
     "viz": ("viz", None),

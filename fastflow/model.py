@@ -283,8 +283,9 @@ class FlowNet2S(_ReferenceFlowNet2S):
     Input ``(B, 3, 2, H, W)`` float RGB 0..``rgb_max`` (H, W multiples of 64; frame index on dim 2);
     eval output ``(B, 2, H, W)`` float32 flow in pixels. Precision follows the module's dtype:
     ``.half()`` / ``.bfloat16()`` run 16-bit kernels with fp32 accumulation; float32 runs TF32 when
-    ``torch.backends.cudnn.allow_tf32`` is True (PyTorch's default for convolutions), strict fp32
-    otherwise. The input may stay float32 in every mode. On the CPU (see ``cpu_compute_dtype``):
+    the ``allow_tf32`` attribute is True, strict fp32 when it is False, and while it is None (the
+    default) follows ``torch.backends.cudnn.allow_tf32`` (PyTorch's default for convolutions: True);
+    ``fastflow.precision.apply(model, "fp32")`` sets all of it without touching process-wide state. The input may stay float32 in every mode. On the CPU (see ``cpu_compute_dtype``):
     bfloat16 runs oneDNN's bf16 convolutions on weights packed once (AMX / AVX512-BF16 where
     present), activations bf16 channels_last; float16 computes in float32 (CPUs have no fast fp16
     convolutions; the fp16 weights widen exactly, so it is at fp32's speed and within fp16
@@ -305,6 +306,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
             super().__init__(rgb_max=rgb_max, div_flow=div_flow)
         self.use_cuda_graph = True
         self.max_cached_shapes = 8
+        self.allow_tf32: Optional[bool] = None  # float32 on CUDA: None follows PyTorch's switch
         self._param_list = None
         self._plans: Dict[tuple, _Plan] = {}
         self._lock = threading.RLock()
@@ -430,7 +432,8 @@ class FlowNet2S(_ReferenceFlowNet2S):
             return "fp16"
         if dtype == torch.bfloat16:
             return "bf16"
-        return "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+        tf32 = torch.backends.cudnn.allow_tf32 if self.allow_tf32 is None else self.allow_tf32
+        return "tf32" if tf32 else "fp32"
 
     def _fused_plan(self, device: torch.device, dtype: torch.dtype) -> _Plan:
         precision = self._cuda_precision(dtype)
