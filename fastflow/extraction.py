@@ -765,17 +765,13 @@ class _Progress:
 # ------------------------------------------------------------------------------------ the model
 def _build_model(spec, device: str, precision: str):
     """The model from ``spec`` (a checkpoint path, or a module to use as it is) on ``device``."""
+    from . import precision as _precision
+    from .load import load_model, resolve_device
+
     if isinstance(spec, str):
-        from types import SimpleNamespace
-
-        from .cli import _load_model
-
-        return _load_model(SimpleNamespace(checkpoint=spec, device=device, precision=precision))
-    import torch
-
-    if precision == "fp32":
-        torch.backends.cudnn.allow_tf32 = False  # as the CLI does for --precision fp32
-    return spec.to(torch.device(device)).eval() if device not in (None, "auto") else spec.eval()
+        return load_model(spec, device, precision)
+    model = spec.to(resolve_device(device)).eval() if device not in (None, "auto") else spec.eval()
+    return _precision.apply(model, _precision.resolve(precision, next(model.parameters()).device))
 
 
 def _weights_id(spec) -> str:
@@ -962,12 +958,9 @@ def _run(todo, spec, out, ray, device, precision, opts, batch, workers, prog, re
     """Compute the inputs in ``todo``: here, in worker processes, or on Ray."""
     use_ray = ray not in (None, False)
     if not use_ray and device not in (None, "auto"):
-        from .cli import CLIError, _device
+        from .load import resolve_device
 
-        try:
-            _device(device)
-        except CLIError as e:
-            raise ValueError(str(e)) from None
+        resolve_device(device)
     shipped = use_ray or (workers or 1) > 1  # the module goes to other processes, from the CPU
     if isinstance(spec, str):  # load (and so check) it once, here
         try:
@@ -996,7 +989,7 @@ def _run(todo, spec, out, ray, device, precision, opts, batch, workers, prog, re
 # ------------------------------------------------------------------------------------- the API
 def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, format: str = "flo", step: int = 1,
             size: Optional[Tuple[int, int]] = None, short_side: Optional[int] = None, bound: float = 20.0,
-            rgb: bool = False, batch: int = 8, device: str = "auto", precision: str = "tf32",
+            rgb: bool = False, batch: int = 8, device: str = "auto", precision: Optional[str] = None,
             workers: Optional[int] = None, ray=None, root: Optional[str] = None, overwrite: bool = False,
             report: Optional[str] = None, progress: bool = False) -> dict:
     """Compute flow for every input (video file, folder of frames, or ``@list.txt``) into ``out``.
@@ -1020,18 +1013,26 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, format
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if size is not None:
         size = _parse_size(size) if isinstance(size, str) else tuple(int(v) for v in size)
+    from . import precision as _precision
+
     if model is None:
-        from .cli import CLIError, _checkpoint
+        from .load import find_checkpoint
 
         try:
-            spec = _checkpoint(checkpoint)
-        except CLIError as e:
+            spec = find_checkpoint(checkpoint)
+        except FileNotFoundError as e:
             raise ValueError(str(e)) from None
-        if precision not in ("fp32", "tf32", "fp16", "bf16"):
-            raise ValueError(f"precision must be fp32, tf32, fp16 or bf16, got {precision!r}")
     else:
         spec = model
-        precision = str(next(model.parameters()).dtype).replace("torch.", "")
+        precision = _precision.of(model)  # the same names as the checkpoint path records
+    if ray in (None, False):  # the device runs here: record what the precision runs as on it
+        from .load import resolve_device
+
+        precision = _precision.resolve(precision, resolve_device(device))
+    elif precision is not None:
+        _precision.check(precision)
+    else:
+        precision = "tf32"  # Ray workers on GPUs: PyTorch's default for float32 there
     opts = Options(format, step, size, short_side, float(bound), bool(rgb), precision)
     opts.validate()
     if os.path.exists(out) and not os.path.isdir(out):
@@ -1098,56 +1099,3 @@ def format_summary(s: dict) -> str:
         if r["status"] == "failed":
             lines.append(f"  failed: {r['input']}: {r['reason']}")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------- the CLI
-def add_arguments(p, model_args) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video files, folders of frames, or @list.txt (one path a line)")
-    p.add_argument("--out", required=True, help="output folder: OUT/<input name>/ per input")
-    p.add_argument("--format", choices=FORMATS, default="flo",
-                   help="flo (default), kitti (16-bit png), denseflow (mmaction2 flow_x/flow_y jpg), "
-                        "npy (one float16 (N-1, H, W, 2) array per input)")
-    p.add_argument("--bound", type=float, default=20.0, help="denseflow: flow in [-bound, bound] maps to 0..255 "
-                                                              "(default 20)")
-    p.add_argument("--rgb", action="store_true", help="also write the frames as img_00001.jpg (at --size)")
-    p.add_argument("--step", type=int, default=1, help="pair frame i with frame i+STEP (default 1)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--size", help="run at HEIGHTxWIDTH (frames resized first; flow is in pixels of that size)")
-    g.add_argument("--short-side", type=int, help="resize frames so the shorter side is this, keeping the aspect")
-    p.add_argument("--batch", type=int, default=8, help="pairs per forward (default 8)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="local worker processes, one model each (GPUs round robin); with --ray: Ray workers")
-    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
-                   help="run on a Ray cluster (ADDRESS, or a local Ray when omitted); needs fastflow[cluster]")
-    p.add_argument("--root", help="name outputs by their path relative to ROOT (keeps class folders)")
-    p.add_argument("--overwrite", action="store_true", help="redo inputs finished earlier with other options")
-    p.add_argument("--report", help="write the summary and per-input results as JSON here")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    model_args(p)
-
-
-def run(args) -> int:
-    from .cli import CLIError
-
-    if args.step < 1:
-        raise CLIError(f"--step must be at least 1, got {args.step}")
-    if args.workers is not None and args.workers < 1:
-        raise CLIError(f"--workers must be at least 1, got {args.workers}")
-    if args.ray is not None:
-        try:
-            _import_ray()
-        except ImportError as e:
-            raise CLIError(str(e)) from None
-    try:
-        summary = extract(args.inputs, args.out, checkpoint=args.checkpoint, format=args.format, step=args.step,
-                          size=args.size, short_side=args.short_side, bound=args.bound, rgb=args.rgb,
-                          batch=args.batch, device=args.device, precision=args.precision, workers=args.workers,
-                          ray=args.ray, root=args.root, overwrite=args.overwrite, report=args.report,
-                          progress=not args.quiet)
-    except ValueError as e:
-        raise CLIError(_first_line(e)) from None
-    print(format_summary(summary))
-    if args.report:
-        print(f"wrote {args.report}")
-    return 1 if summary["failed"] else 0

@@ -273,12 +273,12 @@ def test_version_info_and_namespace(files):
 
 
 def test_large_cpu_pair_gets_a_note(capsys):
-    from fastflow import cli
+    from fastflow.cli._common import size_note
 
-    cli._size_note(torch.device("cpu"), 3000, 4000)
+    size_note(torch.device("cpu"), 3000, 4000)
     err = capsys.readouterr().err
     assert "4000x3000" in err and "4032x3008" in err and "CPU" in err
-    cli._size_note(torch.device("cpu"), 256, 320)
+    size_note(torch.device("cpu"), 256, 320)
     assert capsys.readouterr().err == ""
 
 
