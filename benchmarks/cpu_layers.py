@@ -16,9 +16,9 @@ import time
 import torch
 
 import fastflow
-from fastflow.bench import sample_pair
+from fastflow.samples import sample_pair
 from fastflow.model import cpu as model_cpu
-from fastflow.reference import DECODER, ENCODER, FLOW_HEADS
+from fastflow.network import DECODER, ENCODER, FLOW_HEADS
 
 
 def layer_flops(h, w, batch):

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     import fastflow
     from fastflow import ops
     from fastflow import reference as ref
-    from fastflow.bench import tf32_mode
+    from fastflow.precision import torch_tf32 as tf32_mode
 
     dev = args.device
     t0 = time.time()

@@ -27,7 +27,6 @@ their code paths at tiny sizes on the CPU. Exit status: 0 no stage failed or tim
 """
 import argparse
 import datetime
-import glob
 import json
 import os
 import platform

@@ -39,7 +39,7 @@ import time
 from collections import deque
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["FORMATS", "Options", "extract", "quantize_flow", "resize_frame", "add_arguments", "run"]
+__all__ = ["FORMATS", "Options", "extract", "quantize_flow", "resize_frame"]
 
 FORMATS = ("flo", "kitti", "denseflow", "npy")
 RECORD_DIR = ".fastflow-done"

@@ -10,7 +10,7 @@ import fastflow
 from conftest import motorcycle_pair, rel_err
 from fastflow import model as model_mod
 from fastflow.model import cpu as model_cpu
-from fastflow.bench import sample_pair
+from fastflow.samples import sample_pair
 from fastflow.reference import FlowNet2S as Reference
 
 
@@ -189,7 +189,7 @@ def test_cli_precision_bf16_uses_the_bf16_path(tmp_path, weights, monkeypatch):
 
     from fastflow import cli, io
 
-    img = np.asarray(Image.open(fastflow.bench._DATA + "/astronaut.jpg").convert("RGB"))
+    img = np.asarray(Image.open(fastflow.samples.DATA_DIR + "/astronaut.jpg").convert("RGB"))
     Image.fromarray(img[0:120, 0:200]).save(tmp_path / "a.png")
     Image.fromarray(img[3:123, 5:205]).save(tmp_path / "b.png")
     ck = tmp_path / "ck.pth"

@@ -13,7 +13,7 @@ from conftest import motorcycle_pair, rel_err
 from _simt_util import _require_simt, simt_marks  # noqa: F401
 from fastflow import network
 from fastflow import ops
-from fastflow.bench import tf32_mode
+from fastflow.precision import torch_tf32 as tf32_mode
 from fastflow.reference import FlowNet2S as Reference
 
 pytestmark = simt_marks
