@@ -49,7 +49,7 @@ def run_layers(model, x, dtype, clock):
         T[name] = (clock() - t0) * 1e3
         return r
 
-    model_cpu.run(plan.params, x, model.rgb_max, model.div_flow, plan.key[2], on_layer=timed)
+    model_cpu.run(plan.params, x, model.rgb_max, model.div_flow, plan.compute_dtype, on_layer=timed)
     return T
 
 

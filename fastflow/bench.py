@@ -28,6 +28,7 @@ import torch
 from .precision import torch_tf32
 from .network import flops_per_pair
 from .samples import sample_pair
+from .util import first_line
 
 __all__ = ["BenchRow", "run_model_bench", "format_table", "bench_environment", "rows_to_dicts"]
 
@@ -335,7 +336,7 @@ def run_model_bench(
                     with torch.no_grad(), tf():
                         times[i].append(_timed_call(call, x, cuda))
                 except Exception as e:
-                    log(f"{row.impl} {row.precision}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                    log(f"{row.impl} {row.precision}: failed: {type(e).__name__}: {first_line(e)[:200]}")
                     failed.add(i)
     rows: List[BenchRow] = []
     base_times = None

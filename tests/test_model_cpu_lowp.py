@@ -171,10 +171,10 @@ def test_cpu_bf16_switch(weights, monkeypatch):
     with torch.no_grad():
         monkeypatch.setenv("FASTFLOW_CPU_BF16", "bf16")
         a = fast(x)
-        assert fast._plans["cpu"].key[2] == torch.bfloat16
+        assert fast._plans["cpu"].compute_dtype == torch.bfloat16
         monkeypatch.setenv("FASTFLOW_CPU_BF16", "fp32")
         b = fast(x)
-        assert fast._plans["cpu"].key[2] == torch.float32 and len(fast._plans) == 1
+        assert fast._plans["cpu"].compute_dtype == torch.float32 and len(fast._plans) == 1
         assert rel_err(a, b) > 1e-4  # really two computations
         monkeypatch.setenv("FASTFLOW_CPU_BF16", "fast")
         with pytest.raises(ValueError, match="FASTFLOW_CPU_BF16"):
@@ -199,7 +199,7 @@ def test_cli_precision_bf16_uses_the_bf16_path(tmp_path, weights, monkeypatch):
 
     def spy(self, inputs):
         out = real(self, inputs)
-        computed.append(self._plans["cpu"].key[2])
+        computed.append(self._plans["cpu"].compute_dtype)
         return out
 
     monkeypatch.setattr(model_mod.FlowNet2S, "_forward_cpu", spy)

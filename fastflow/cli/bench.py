@@ -5,7 +5,8 @@ import json
 import os
 
 from ..precision import PRECISIONS
-from ._common import CLIError, parse_size
+from ..util import parse_size
+from ._common import CLIError
 
 
 def register(sub) -> None:
@@ -33,7 +34,7 @@ def run(args) -> int:
     from ..load import find_checkpoint, resolve_device
 
     device = resolve_device(args.device)
-    size = parse_size(args.size) if args.size else ((448, 1024) if device.type == "cuda" else (384, 512))
+    size = parse_size(args.size, 64) if args.size else ((448, 1024) if device.type == "cuda" else (384, 512))
     ckpt = find_checkpoint(args.checkpoint) if (args.checkpoint or os.environ.get("FASTFLOW_CHECKPOINT")) else None
     precisions = [p for p in (args.precision or "").split(",") if p]
     bad = [p for p in precisions if p not in PRECISIONS]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..extraction import FORMATS
+from ..util import first_line
 from ._common import CLIError, add_model_args, load_model
 
 
@@ -53,7 +54,7 @@ def run(args) -> int:
                           ray=args.ray, root=args.root, overwrite=args.overwrite, report=args.report,
                           progress=not args.quiet)
     except ValueError as e:
-        raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        raise CLIError(first_line(e)) from None
     print(format_summary(summary))
     if args.report:
         print(f"wrote {args.report}")

@@ -29,15 +29,14 @@ def precision_of(model, dtype: torch.dtype) -> str:
 def get_plan(model, device: torch.device, dtype: torch.dtype) -> Plan:
     """The model's packed weights for the fused forward in ``dtype`` on ``device`` (cached)."""
     precision = precision_of(model, dtype)
-    pkey = ("fused", device, precision)
-    key = (pkey, model._weights_signature())
-    plan = model._plans.get(pkey)
-    if plan is not None and plan.key == key:
+    kind = ("fused", device, precision)
+    signature = model._weights_signature()
+    plan = model._plans.get(kind)
+    if plan is not None and plan.matches(kind, signature, dtype):
         return plan
     # Plans packed from older weights (another dtype, or before load_state_dict) are dead weight.
-    model._drop_stale_plans(key[-1])
-    plan = Plan(key)
-    plan.params["precision"] = precision
+    model._drop_stale_plans(signature)
+    plan = Plan(kind, signature, dtype, precision)
     for name, cin, cout, k, s in ENCODER:
         m = getattr(model, name)[0]
         plan.params[name] = (ops.pack_conv_weight(m.weight.detach(), dtype, cin_padded=pad8(cin)), m.bias.detach().to(dtype).contiguous())
@@ -48,7 +47,7 @@ def get_plan(model, device: torch.device, dtype: torch.dtype) -> Plan:
         m = getattr(model, pred)
         upw = getattr(model, up).weight.detach() if up else None
         plan.params[pred] = ops.pack_flow_head(m.weight.detach(), m.bias.detach(), upw, cin_padded=pad8(cin))
-    model._plans[pkey] = plan
+    model._plans[kind] = plan
     return plan
 
 def make_entry(b: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> Entry:
@@ -77,7 +76,7 @@ def make_entry(b: int, h: int, w: int, dtype: torch.dtype, device: torch.device)
 def run_network(plan: Plan, e: Entry) -> torch.Tensor:
     """prologue output (e.bufs['input']) -> flow2 (B, 2, H/4, W/4) float32, all fastflow kernels."""
     P = plan.params
-    tf32 = P["precision"] == "tf32"
+    tf32 = plan.precision == "tf32"
     bufs = e.bufs
     # Where each encoder conv reads and writes: a layer's output lives in its own buffer or at
     # channel 0 of the concat buffer it feeds (the skip connection), read as that slice.
@@ -120,7 +119,7 @@ def forward(model, inputs: torch.Tensor, graph: bool) -> torch.Tensor:
         if capturing:
             pkey = ("fused", device, precision_of(model, dtype))
             ready = model._plans.get(pkey)
-            if ready is None or ready.key[-1] != model._weights_signature() or shape not in ready.entries:
+            if ready is None or ready.signature != model._weights_signature() or shape not in ready.entries:
                 raise RuntimeError(
                     "fastflow.FlowNet2S: run the model once outside graph capture at this shape and "
                     "precision before capturing it in your own CUDA graph")

@@ -128,7 +128,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
     def _drop_stale_plans(self, signature: tuple) -> None:
         """Plans packed from other weights (another dtype or device, or before a reload) are dead
         weight: ~155 MB of packed copies each."""
-        for k in [k for k, p in self._plans.items() if p.key[-1] != signature]:
+        for k in [k for k, p in self._plans.items() if p.signature != signature]:
             release_plan(self._plans.pop(k))
 
     def _weights_signature(self) -> tuple:
@@ -180,11 +180,12 @@ class FlowNet2S(_ReferenceFlowNet2S):
     def _cpu_plan(self, input_shape) -> Plan:
         p = self.conv1[0].weight
         compute = cpu.cpu_compute_dtype(p.dtype)
-        key = ("cpu", p.dtype, compute, self._weights_signature())
+        signature = self._weights_signature()
         plan = self._plans.get("cpu")
-        if plan is None or plan.key != key:
-            self._drop_stale_plans(key[-1])
-            plan = Plan(key)
+        kind = ("cpu", p.dtype)  # weights of this dtype, computing in ``compute``
+        if plan is None or not plan.matches(kind, signature, compute):
+            self._drop_stale_plans(signature)
+            plan = Plan(kind, signature, compute, "cpu")
             plan.params = cpu.build_layers(self, input_shape, compute)
             self._plans["cpu"] = plan
         return plan
@@ -193,7 +194,7 @@ class FlowNet2S(_ReferenceFlowNet2S):
         b, _, _, h, w = inputs.shape
         with self._lock:
             plan = self._cpu_plan((b, 6, h, w))
-        return cpu.run(plan.params, inputs, self.rgb_max, self.div_flow, plan.key[2])
+        return cpu.run(plan.params, inputs, self.rgb_max, self.div_flow, plan.compute_dtype)
 
     # ------------------------------------------------------------------ CUDA
     def _fused_plan(self, device: torch.device, dtype: torch.dtype) -> Plan:

@@ -11,12 +11,21 @@ __all__ = ["Plan", "Entry", "release_plan", "release"]
 
 
 class Plan:
-    """Packed weights of one (device, dtype, precision) and the arenas/graphs that use them."""
+    """Packed weights of one forward kind (``kind``: ("cpu", dtype), or ("fused", device, precision)) made
+    from the parameters as they were at ``signature`` (``FlowNet2S._weights_signature``), the dtype
+    the layers compute in (``compute_dtype``), the precision name (``precision``), and the
+    arenas/graphs that use them (``entries``, per (batch, H, W))."""
 
-    def __init__(self, key):
-        self.key = key
-        self.params: Dict[str, object] = {}
+    def __init__(self, kind, signature: tuple, compute_dtype: torch.dtype, precision: str):
+        self.kind = kind
+        self.signature = signature
+        self.compute_dtype = compute_dtype
+        self.precision = precision
+        self.params: Dict[str, object] = {}  # layer name -> packed weights (or a callable, on the CPU)
         self.entries: "collections.OrderedDict[tuple, Entry]" = collections.OrderedDict()
+
+    def matches(self, kind, signature: tuple, compute_dtype: torch.dtype) -> bool:
+        return self.kind == kind and self.signature == signature and self.compute_dtype == compute_dtype
 
 
 class Entry:
