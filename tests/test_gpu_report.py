@@ -46,7 +46,7 @@ def test_kernel_constants_match_the_cuda_header():
     m = re.search(r"constexpr int kRowBytes = kTileKBytes \+ (\d+);", text)
     assert 64 + int(m.group(1)) == IGEMM_ROW_BYTES
     for cfg, k in IGEMM_KERNELS.items():
-        m = re.search(rf"struct TileConfig<{cfg}> \{{\s*static constexpr int kBM = (\d+), kBN = (\d+), "
+        m = re.search(rf"struct TileConfig<{cfg}> \{{[^}}]*?static constexpr int kBM = (\d+), kBN = (\d+), "
                       rf"kWarpsM = (\d+), kWarpsN = (\d+)", text)
         bm, bn, wm, wn = map(int, m.groups())
         assert (bm, bn, 32 * wm * wn) == (k["bm"], k["bn"], k["threads"])
