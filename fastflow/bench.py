@@ -199,12 +199,14 @@ def bench_environment(device) -> Dict[str, object]:
         env["device"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
     else:
-        from .model import cpu_compute_dtype
+        from .model.cpu import cpu_compute_dtype, cpu_isa_path
 
         env["device"] = f"CPU: {_cpu_name()}"
         env["cpu_count"] = os.cpu_count()
         env["cpu_flags"] = _cpu_flags()
         env["cpu_bf16_compute"] = str(cpu_compute_dtype(torch.bfloat16)).replace("torch.", "")
+        env["cpu_paths"] = {p: cpu_isa_path(dt) for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                                              ("fp16", torch.float16))}
     return env
 
 

@@ -42,6 +42,7 @@ CASES = [
     ("deconv", "fp16", 1, 32, 136, 0, 0, 6, 6, 132, 2, None),  # cfg 1, split-K, N tiles, one M tile
 ]
 BEFORE = AFTER = 8
+pytestmark = simt_marks  # (the enumeration tests need only fastflow._C, but belong with the cases)
 
 
 def _launch(case) -> IgemmLaunch:
@@ -56,10 +57,6 @@ def _class(case):
     prec, sms, split_k = case[1], case[9], case[10]
     launch = _launch(case)
     return plan_class(launch, prec, plan_of(launch, prec, sms, split_k))
-
-
-def _id(case):
-    return _class(case).describe().replace(" ", "_").replace(":", "").replace(",", "") + "-" + case[1]
 
 
 def test_every_model_plan_class_has_a_simt_case():
@@ -80,7 +77,7 @@ def test_the_enumeration_sees_the_multi_n_tile_non_split_launches():
     assert any(c.strided_input for c in classes) and any(c.split for c in classes)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES] if False else None)
+@pytest.mark.parametrize("case", CASES)
 def test_plan_class_case(case):
     kind, prec, b, cin, cout, k, stride, h, w, sms, split_k, pixel_stride = case
     plan = plan_of(_launch(case), prec, sms, split_k)

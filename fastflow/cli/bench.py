@@ -47,6 +47,8 @@ def run(args) -> int:
     where = env["device"] + ("" if device.type == "cuda" else f", {env['threads']} threads")
     log(f"fastflow bench: FlowNet2-S {size[0]}x{size[1]}, batch {args.batch}, on {where}; fastflow {env['fastflow']}"
         f" ({env['commit'] or 'commit unknown'}), torch {env['torch']}")
+    if "cpu_paths" in env:
+        log("fastflow CPU paths: " + "; ".join(f"{p}: {path}" for p, path in env["cpu_paths"].items()))
     rows = run_model_bench(size[0], size[1], args.batch, device, ckpt, warmup=args.warmup, repeats=args.repeats,
                            include_compile=args.compile, log=log, precisions=precisions or None)
     print(format_table(rows))

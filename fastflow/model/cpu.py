@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .. import ops
 from ..network import CONCATS, DECODER, ENCODER, FLOW_HEADS, LRELU_SLOPE, deconv_kernel_index
 
-__all__ = ["mkldnn_ok", "cpu_has_bf16_instructions", "cpu_compute_dtype", "cpu_forward_description", "build_layers",
+__all__ = ["mkldnn_ok", "cpu_has_bf16_instructions", "cpu_compute_dtype", "cpu_isa_path", "cpu_forward_description", "build_layers",
            "concat_channels", "decoder_stage", "run"]
 
 
@@ -49,6 +49,22 @@ def cpu_has_bf16_instructions() -> bool:
     if platform.machine().lower() not in _X86:
         return True
     return any(bool(getattr(torch.cpu, f, lambda: False)()) for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
+def cpu_isa_path(dtype: torch.dtype) -> str:
+    """Which instructions the CPU forward of a ``dtype`` model runs on, in words: oneDNN bf16 on AMX
+    or on AVX512-BF16, or float32 (and why), as ``fastflow bench`` prints in its header. oneDNN's
+    own cap (``ONEDNN_MAX_CPU_ISA``, e.g. ``AVX512_CORE_BF16`` to leave AMX unused) is honoured."""
+    if not mkldnn_ok(torch.float32):
+        return "PyTorch channels_last convolutions (no oneDNN in this torch)"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().upper()
+    capped = f" (ONEDNN_MAX_CPU_ISA={cap})" if cap else ""
+    if cpu_compute_dtype(dtype) == torch.float32:
+        why = {torch.float32: "", torch.float16: ": fp16 computes in float32 on a CPU"}.get(
+            dtype, ": no bf16 instructions or FASTFLOW_CPU_BF16=fp32")
+        return f"oneDNN float32{capped}{why}"
+    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()) and (not cap or "AMX" in cap or cap == "ALL")
+    return f"oneDNN bf16 on {'AMX' if amx else 'AVX512-BF16'}{capped}"
 
 
 def cpu_compute_dtype(dtype: torch.dtype) -> torch.dtype:
