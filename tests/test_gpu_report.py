@@ -89,3 +89,19 @@ def test_report_end_to_end(tmp_path):
     assert {f["precision"] for f in rep["forecasts"]} == {"fp16", "fp32"} and len(rep["forecasts"]) == 4
     assert rep["kernels"] and all(k["blocks_per_sm"] >= 1 and k["spill_bytes"] == 0 for k in rep["kernels"])
     assert "forecast (a model, not a measurement" in r.stdout and "conv2" in r.stdout
+
+
+def test_suite_puts_the_forecast_beside_the_measurements():
+    """The GPU suite's bench and layers stages add the forecast to each fastflow row and layer row."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        from gpu_suite.stages.bench import add_forecast
+    finally:
+        sys.path.pop(0)
+    rows = [{"impl": "fastflow", "precision": "fp16", "batch": 16, "height": 448, "width": 1024, "median_ms": 10.5},
+            {"impl": "reference", "precision": "fp32", "batch": 16, "height": 448, "width": 1024, "median_ms": 76.8}]
+    layers = [{"layer": "conv2", "precision": "fp16", "batch": 1, "height": 448, "width": 1024},
+              {"precision": "fp16", "error": "a failed layer run keeps no forecast"}]
+    add_forecast(rows, layers)
+    assert rows[0]["forecast_ms"] > 0 and rows[0]["measured_over_forecast"] == pytest.approx(10.5 / rows[0]["forecast_ms"])
+    assert "forecast_ms" not in rows[1] and layers[0]["forecast_us"] > 0 and "forecast_us" not in layers[1]

@@ -272,7 +272,8 @@ class Suite:
         for r in self.record["bench"]:
             if "median_ms" in r:
                 print(f"  bench {r['impl']:>14} {r['precision']:>5} b{r['batch']:<2} {r['height']}x{r['width']}: "
-                      f"{r['median_ms']:.3f} ms, {r['pairs_per_s']:.0f} pairs/s, peak {r.get('peak_mem_mb')} MB")
+                      f"{r['median_ms']:.3f} ms, {r['pairs_per_s']:.0f} pairs/s, peak {r.get('peak_mem_mb')} MB"
+                      + (f" (forecast {r['forecast_ms']:.3f} ms)" if "forecast_ms" in r else ""))
         print(f"record: {self.path}")
         return 1 if bad else 0
 

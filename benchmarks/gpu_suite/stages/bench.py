@@ -57,6 +57,49 @@ def bench_rows(s, name, deadline, configs, candidates, repeats, warmup, device):
     return status, note[:600], {"rows": rows + failures}
 
 
+def _registers():
+    """sm_90 registers of the igemm kernels of this tree ({(config, mode): n}) from ptxas, or None."""
+    try:
+        import gpu_report  # benchmarks/ is on sys.path (suite.py puts it there)
+
+        usage = gpu_report.ptxas_usage("sm_90")
+    except Exception:  # noqa: BLE001 - no nvcc, or it failed: the forecast's defaults
+        return None
+    return {k: v["registers"] for k, v in usage.items()} if usage else None
+
+
+def add_forecast(rows, layer_rows=None):
+    """fastflow.perf.forecast beside the measured figures: ``forecast_ms`` on each fastflow bench
+    row and ``forecast_us`` on each per-layer row (a labelled model: NOTES.md explains the gap)."""
+    try:
+        from fastflow.perf.forecast import forecast_forward, forecast_layers
+    except ImportError:
+        return
+    regs = _registers()
+    modes = {"fp16": 0, "bf16": 1, "tf32": 2, "fp32": 3}
+
+    def regs_for(prec):
+        if not regs:
+            return None
+        return {cfg: regs.get((cfg, modes[prec]), regs.get((1, modes[prec]))) for cfg in (0, 1)}
+
+    for r in rows:
+        if r.get("impl") == "fastflow" and "median_ms" in r:
+            f = forecast_forward(r["height"], r["width"], r["batch"], r["precision"], "sm_90", regs_for(r["precision"]))
+            r["forecast_ms"] = f["total_ms"]
+            r["measured_over_forecast"] = r["median_ms"] / f["total_ms"]
+    by_key = {}
+    for r in layer_rows or []:
+        if "layer" not in r:
+            continue
+        key = (r["precision"], r["batch"], r["height"], r["width"])
+        if key not in by_key:
+            by_key[key] = {x.layer: x for x in forecast_layers(key[2], key[3], key[1], key[0], "sm_90", regs_for(key[0]))}
+        f = by_key[key].get(r["layer"])
+        if f is not None:
+            r["forecast_us"] = f.time_us
+
+
 def bench(s, deadline):
     if not s.has_gpu:
         return bench_rows(s, "bench", deadline, [(1, 64, 64)], ["reference:fp32", "fastflow:fp32"], 2, 1, "cpu")
@@ -65,7 +108,9 @@ def bench(s, deadline):
         configs += [(1, 384, 512), (16, 384, 512)]
     cands = ["reference:tf32", "reference:fp32", "eager_fp16_cl:fp16",
              "fastflow:fp16", "fastflow:bf16", "fastflow:tf32", "fastflow:fp32"]
-    return bench_rows(s, "bench", deadline, configs, cands, s.args.repeats, 5, "cuda")
+    status, note, result = bench_rows(s, "bench", deadline, configs, cands, s.args.repeats, 5, "cuda")
+    add_forecast(result["rows"])
+    return status, note, result
 
 
 def torch_compile(s, deadline):
@@ -93,4 +138,5 @@ def layers(s, deadline):
                 r["fastflow_pct_of_peak"] = 100.0 * r["fastflow_tflops"] / PEAK_TFLOPS[prec]
                 r.setdefault("precision", prec)
                 rows.append(r)
+    add_forecast([], rows)
     return status, "; ".join(notes) or f"{len(rows)} layer rows", {"rows": rows}
