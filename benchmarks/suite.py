@@ -54,8 +54,11 @@ ALL = FULL + ("compile",)
 LIMITS = {"build": (300, 60), "smoke": (180, 30), "model_tests": (200, 40), "sanitizer": (200, 45),
           "op_tests": (300, 30), "bench": (240, 60), "layers": (150, 30), "all_tests": (900, 120),
           "compile": (600, 150)}
-OP_TEST_FILES = ("cuda_io_ops", "flow_head", "conv_lrelu", "deconv_lrelu", "reliability", "io", "tracking", "viz")
-OP_TEST_WEIGHT = {"cuda_io_ops": 100, "flow_head": 110, "conv_lrelu": 200, "deconv_lrelu": 100}  # ~ CUDA tests each
+OP_TEST_FILES = ("normalize_pack", "upsample_flow", "warp", "flow_head", "conv2d_lrelu", "deconv_lrelu", "reliability",
+                 "io", "tracking", "viz")
+OP_TESTS_IN_OPS = OP_TEST_FILES[:6]  # tests/ops/test_<op>.py; the others are tests/test_<name>.py
+OP_TEST_WEIGHT = {"normalize_pack": 30, "upsample_flow": 25, "warp": 45, "flow_head": 110, "conv2d_lrelu": 200,
+                  "deconv_lrelu": 100}  # ~ CUDA tests each
 MARGIN = 8  # seconds kept back at the end for the last record and archive
 DRY_RUN_BUDGET = 230  # seconds: the most a run without a GPU takes
 DRY_RUN_FLOORS = {"model_tests": 25, "bench": 30}  # their tiny CPU forms need less than on a GPU; above
@@ -646,7 +649,8 @@ class Suite:
             # a share of what is left by the file's size (x1.5 slack): a hung file cannot starve the rest
             weight = OP_TEST_WEIGHT.get(f, 5)
             share = max(20.0, 1.5 * left * weight / sum(OP_TEST_WEIGHT.get(g, 5) for g, _ in todo[i:]))
-            p, counts, failed, _ = self.pytest(f"op_tests_{f}", [os.path.join(ROOT, "tests", f"test_{f}.py")],
+            path = os.path.join(ROOT, "tests", *(("ops",) if f in OP_TESTS_IN_OPS else ()), f"test_{f}.py")
+            p, counts, failed, _ = self.pytest(f"op_tests_{f}", [path],
                                                min(deadline, time.time() + share), marker, ("--maxfail=25",))
             per_file[f] = {"status": self.tests_status(counts, p.timed_out, p.rc), "counts": counts,
                            "failed_tests": failed, "seconds": p.seconds}

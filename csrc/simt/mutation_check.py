@@ -39,17 +39,18 @@ sys.path.insert(0, str(SIMT))
 import simt_build  # noqa: E402
 import sources  # noqa: E402  (csrc/sources.py, on the path simt_build set)
 
-# The SIMT tests that exercise each kernel source (a mutation elsewhere in the file's kernels can
-# only show there; `pytest -m simt` runs them all).
+# The SIMT tests that exercise each kernel source, by its path under csrc/ (a mutation elsewhere in
+# the file's kernels can only show there; `pytest -m simt` runs them all).
+IGEMM_TESTS = ["tests/ops/test_conv2d_lrelu.py", "tests/ops/test_deconv_lrelu.py", "-m", "simt"]
 TESTS = {
-    "igemm.cuh": ["tests/test_simt_igemm.py"],
-    "igemm.cu": ["tests/test_simt_igemm.py"],
-    "ptx.cuh": ["tests/test_simt_ptx.py", "tests/test_simt_igemm.py"],
-    "flow_head.cu": ["tests/test_simt_kernels.py", "-k", "flow_head"],
-    "normalize_pack.cu": ["tests/test_simt_kernels.py", "-k", "normalize_pack"],
-    "upsample_flow.cu": ["tests/test_simt_kernels.py", "-k", "upsample_flow"],
-    "warp.cu": ["tests/test_simt_kernels.py", "-k", "warp"],
-    "ptx_probe.cu": ["tests/test_simt_ptx.py"],
+    "igemm/igemm.cuh": IGEMM_TESTS,
+    "igemm/igemm.cu": IGEMM_TESTS,
+    "igemm/ptx.cuh": ["tests/test_simt_ptx.py", *IGEMM_TESTS],
+    "ops/flow_head/flow_head.cu": ["tests/ops/test_flow_head.py", "-m", "simt"],
+    "ops/normalize_pack/normalize_pack.cu": ["tests/ops/test_normalize_pack.py", "-m", "simt"],
+    "ops/upsample_flow/upsample_flow.cu": ["tests/ops/test_upsample_flow.py", "-m", "simt"],
+    "ops/warp/warp.cu": ["tests/ops/test_warp.py", "-m", "simt"],
+    "ptx_probe/ptx_probe.cu": ["tests/test_simt_ptx.py"],
 }
 
 BARRIER = re.compile(r"__syncthreads\(\);")
@@ -164,7 +165,7 @@ class Builder:
 
 def run_tests(so: Path, m: Mutation, pkg_copy: Path) -> tuple:
     shutil.copy2(so, pkg_copy / "fastflow" / so.name)
-    args = TESTS.get(m.path.name, ["-m", "simt", "tests"])
+    args = TESTS.get(m.path.as_posix(), ["-m", "simt", "tests"])
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args]
     env = dict(os.environ, PYTHONPATH=str(pkg_copy))
     t0 = time.time()
@@ -204,8 +205,8 @@ def main(argv=None) -> int:
         base.mkdir()
         so = base / ("_simt" + builder.suffix)
         builder._cc(["-shared", *[str(o) for o in builder.base_objs.glob("*.o")], "-o", str(so)])
-        for files in sorted({m.path.name for m in muts}):
-            probe_m = next(m for m in muts if m.path.name == files)
+        for files in sorted({m.path.as_posix() for m in muts}):
+            probe_m = next(m for m in muts if m.path.as_posix() == files)
             rc, secs, tail = run_tests(so, probe_m, pkg)
             print(f"unmutated: {' '.join(TESTS.get(files, ['-m', 'simt']))}: exit {rc} ({secs:.0f} s)", flush=True)
             if rc != 0:

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <thread>
 
-#include "../common.h"
+#include "common/common.h"
 
 namespace ffsim {
 

@@ -1,0 +1,44 @@
+// normalize_pack's binding: NormalizePackParams built by keyword, and the op itself.
+#include "common/binding.h"
+#include "common/keyword_struct.h"
+#include "ops/normalize_pack/normalize_pack.h"
+
+namespace fastflow {
+
+namespace {
+
+void normalize_pack(const NormalizePackParams& p, int device, int64_t stream) {
+  const char* op = "normalize_pack";
+  require_cuda(device, op);
+  pybind11::gil_scoped_release release;
+  if (device < 0) {
+    FF_CPU(op, normalize_pack_cpu(p));
+  } else {
+#ifdef FF_KERNELS
+    normalize_pack_cuda(p, device, stream);
+#endif
+  }
+  (void)stream;
+}
+
+}  // namespace
+
+void bind_normalize_pack(pybind11::module_& m) {
+  KeywordStruct<NormalizePackParams>(m, "NormalizePackParams", "one normalize_pack call (normalize_pack.h), by keyword")
+      .pointer("pair", &NormalizePackParams::in, "data pointer of the float32 (B, 3, 2, H, W) pair")
+      .strides("pair_stride", &NormalizePackParams::in_stride, "its 5 strides in elements")
+      .field("batch", &NormalizePackParams::B, "B")
+      .field("height", &NormalizePackParams::H, "H")
+      .field("width", &NormalizePackParams::W, "W")
+      .pointer("out", &NormalizePackParams::out, "data pointer of the (B, H, W, channels) output")
+      .dtype("out_dtype", &NormalizePackParams::out_dtype, "DTYPE_CODES code of out")
+      .field("channels", &NormalizePackParams::C, "6 or 8")
+      .field("rgb_max", &NormalizePackParams::rgb_max, "the pair's value range 0..rgb_max")
+      .pointer("partial", &NormalizePackParams::partial,
+               "data pointer of the CUDA version's float32 workspace (B * 3 * MEAN_SPLITS), or 0")
+      .done();
+  m.def("normalize_pack", &normalize_pack, pybind11::arg("params"), pybind11::arg("device"), pybind11::arg("stream"),
+        "RGB pair (B,3,2,H,W) -> normalised NHWC network input");
+}
+
+}  // namespace fastflow

@@ -1,0 +1,41 @@
+// upsample_flow's binding: UpsampleFlowParams built by keyword, and the op itself.
+#include "common/binding.h"
+#include "common/keyword_struct.h"
+#include "ops/upsample_flow/upsample_flow.h"
+
+namespace fastflow {
+
+namespace {
+
+void upsample_flow(const UpsampleFlowParams& p, int device, int64_t stream) {
+  const char* op = "upsample_flow";
+  require_cuda(device, op);
+  pybind11::gil_scoped_release release;
+  if (device < 0) {
+    FF_CPU(op, upsample_flow_cpu(p));
+  } else {
+#ifdef FF_KERNELS
+    upsample_flow_cuda(p, device, stream);
+#endif
+  }
+  (void)stream;
+}
+
+}  // namespace
+
+void bind_upsample_flow(pybind11::module_& m) {
+  KeywordStruct<UpsampleFlowParams>(m, "UpsampleFlowParams", "one upsample_flow call (upsample_flow.h), by keyword")
+      .pointer("flow2", &UpsampleFlowParams::in, "data pointer of the (B, 2, h, w) flow")
+      .dtype("flow2_dtype", &UpsampleFlowParams::in_dtype, "its DTYPE_CODES code")
+      .strides("flow2_stride", &UpsampleFlowParams::in_stride, "its 4 strides in elements")
+      .field("batch", &UpsampleFlowParams::B, "B")
+      .field("height", &UpsampleFlowParams::h, "h")
+      .field("width", &UpsampleFlowParams::w, "w")
+      .field("div_flow", &UpsampleFlowParams::div_flow, "flow scale")
+      .pointer("out", &UpsampleFlowParams::out, "data pointer of the float32 (B, 2, 4h, 4w) output")
+      .done();
+  m.def("upsample_flow", &upsample_flow, pybind11::arg("params"), pybind11::arg("device"), pybind11::arg("stream"),
+        "flow2 * div_flow, bilinear x4 -> (B,2,4h,4w) float32");
+}
+
+}  // namespace fastflow
