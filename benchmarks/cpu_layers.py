@@ -19,7 +19,7 @@ import fastflow
 from fastflow import ops
 from fastflow.bench import sample_pair
 from fastflow.model import _CONCATS, _decoder_stage_cpu, cpu_compute_dtype
-from fastflow.reference import DECODER, ENCODER, FLOW_HEADS
+from fastflow.network import DECODER, ENCODER, FLOW_HEADS
 
 
 def layer_flops(h, w, batch):

@@ -75,7 +75,7 @@ def on_device(device: str, **simt_kwargs):
 
 
 def probe(kind: int, out_shape, out_dtype, a, b=None, c=None, n: int = 0, device: str = "cpu") -> torch.Tensor:
-    """Runs ptx_probe `kind` (csrc/ptx_probe.h) on a GPU (device "cuda") or through the SIMT runtime."""
+    """Runs ptx_probe `kind` (csrc/ptx_probe/ptx_probe.h) on a GPU (device "cuda") or through the SIMT runtime."""
     t = a.to(device)
     args = [x.to(device).contiguous() if x is not None else None for x in (a, b, c)]
     out = torch.full(out_shape, -1, dtype=out_dtype, device=device)

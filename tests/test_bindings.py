@@ -141,7 +141,7 @@ def test_constants_come_from_the_extension():
     assert ops.DTYPE_CODES == {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
     assert ops.MEAN_SPLITS == C.MEAN_SPLITS == 64
     assert C.CHANNEL_ALIGN == 8 and all(network.pad8(c) % C.CHANNEL_ALIGN == 0 for c in range(1, 40))
-    # The kernels' sub-pixel tap table (csrc/deconv_taps.h) is the Python one (fastflow.network).
+    # The kernels' sub-pixel tap table (csrc/common/deconv_taps.h) is the Python one (fastflow.network).
     assert C.DECONV_TAPS == network.DECONV_TAPS == ((1, 3), (2, 0))
     for lib in _extensions()[1:]:
         for name in ("DTYPE_CODES", "MEAN_SPLITS", "CHANNEL_ALIGN", "DECONV_TAPS"):

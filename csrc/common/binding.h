@@ -19,9 +19,10 @@
 
 #include "common/common.h"
 
+// FF_CPU(op, call): the CPU version of an op; fastflow._simt holds the CUDA kernels only (and does
+// not link the CPU versions). FF_CUDA(call): the CUDA launch, absent from a build without kernels.
 #if defined(FASTFLOW_SIMT)
 #define FF_KERNELS 1
-// FF_CPU(op, call): the CPU version of an op; fastflow._simt holds the CUDA kernels only.
 #define FF_CPU(OP, ...) \
   throw std::invalid_argument(std::string("fastflow.") + OP + ": fastflow._simt runs the CUDA kernels only (device 0)")
 #else
@@ -30,6 +31,25 @@
 #define FF_KERNELS 1
 #endif
 #endif
+#ifdef FF_KERNELS
+#define FF_CUDA(...) __VA_ARGS__
+#else
+#define FF_CUDA(...) (void)0
+#endif
+
+// FF_RUN_OP(op, device, cpu_call, cuda_call...): the body of every op binding: "no CUDA in this
+// build" for device >= 0 without kernels, then, with the GIL released, the CPU version for device
+// -1 and the CUDA launch otherwise (a cpu_call with commas goes in parentheses).
+#define FF_RUN_OP(OP, DEVICE, CPU_CALL, ...)     \
+  do {                                          \
+    ::fastflow::require_cuda(DEVICE, OP);       \
+    pybind11::gil_scoped_release release_gil;   \
+    if ((DEVICE) < 0) {                         \
+      FF_CPU(OP, CPU_CALL);                     \
+    } else {                                    \
+      FF_CUDA(__VA_ARGS__);                     \
+    }                                           \
+  } while (0)
 
 namespace fastflow {
 

@@ -12,18 +12,9 @@ namespace fastflow {
 void igemm_run(const IgemmCall& c, const IgemmCallPlan& planned, bool deconv, int device, int64_t stream) {
   const char* op = igemm_op(deconv);
   const IgemmParams p = igemm_params(c, deconv, planned);
-  require_cuda(device, op);
-  pybind11::gil_scoped_release release;
-  if (device < 0) {
-    FF_CPU(op, igemm_emulate(p, planned.plan));
-  } else {
-#ifdef FF_KERNELS
-    if (deconv)
-      deconv_lrelu_cuda(p, planned.plan, device, stream);
-    else
-      conv2d_lrelu_cuda(p, planned.plan, device, stream);
-#endif
-  }
+  FF_RUN_OP(op, device, (igemm_emulate(p, planned.plan)),
+            (deconv ? deconv_lrelu_cuda(p, planned.plan, device, stream)
+                    : conv2d_lrelu_cuda(p, planned.plan, device, stream)));
   (void)p, (void)stream;
 }
 

@@ -11,12 +11,9 @@ void ptx_probe(int kind, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t out, i
   const char* op = "ptx_probe";
   FF_CHECK(device >= 0, op, "the probes run CUDA kernels only (a GPU, or fastflow._simt)");
   FF_CHECK(kind >= 0 && kind <= int(PtxProbe::kCpAsync), op, "unknown probe kind ", kind);
-  require_cuda(device, op);
-  pybind11::gil_scoped_release release;
-#ifdef FF_KERNELS
-  ptx_probe_cuda(kind, reinterpret_cast<const void*>(a), reinterpret_cast<const void*>(b),
-                 reinterpret_cast<const void*>(c), reinterpret_cast<void*>(out), n, device, stream);
-#endif
+  FF_RUN_OP(op, device, (void)0,
+            ptx_probe_cuda(kind, reinterpret_cast<const void*>(a), reinterpret_cast<const void*>(b),
+                           reinterpret_cast<const void*>(c), reinterpret_cast<void*>(out), n, device, stream));
   (void)a, (void)b, (void)c, (void)out, (void)n, (void)stream;
 }
 

@@ -37,7 +37,7 @@ def pack_flow_head(
 
     Returns a 1-D float32 tensor on the weights' device, ``18*Cp + 2`` elements, ``+ 64`` with an
     upsample weight: ``[0, 18*Cp)`` the conv weight as ``[ky*3 + kx][c][o]`` (tap, channel, output
-    channel), then the bias, then ``up_weight`` flattened as is (csrc/flow_head_math.h).
+    channel), then the bias, then ``up_weight`` flattened as is (csrc/ops/flow_head/flow_head_math.h).
     """
     op = "pack_flow_head"
     check_tensor("weight", op, weight)

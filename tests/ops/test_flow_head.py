@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import rel_err
+from _op_bounds import TOL_SIMT, seeded
 from _simt_util import CUDA, simt_test
 from fastflow import ops, reference as ref
 from fastflow.ops.flow_head import flow_head_op
@@ -282,13 +283,6 @@ def test_opcheck(device, up):
 
 # ---- SIMT: the CUDA kernels on the CPU ----------------------------------------------------------
 
-SIMT_TOL = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.5e-2}
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
 def _flow_head_ref64(x, weight, bias, up_weight):
     """fp64 predict_flow conv (+ the 2->2 ConvTranspose2d(k4, s2, p1) of its flow)."""
     flow = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
@@ -305,7 +299,7 @@ SIMT_HEADS = [(2, 64, 7, 9, 132), (1, 136, 17, 19, 1), (1, 20, 5, 3, 132), (1, 1
 @pytest.mark.parametrize("head", SIMT_HEADS, ids=lambda h: "b{}c{}_{}x{}_sms{}".format(*h))
 def test_flow_head_simt(head, up, dtype):
     b, c, h, w, sms = head
-    g = _gen(c * 7 + h)
+    g = seeded(c * 7 + h)
     x = torch.randn(b, c, h, w, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(2, c, 3, 3, generator=g) / math.sqrt(9 * c)
     bias = torch.randn(2, generator=g)
@@ -320,7 +314,7 @@ def test_flow_head_simt(head, up, dtype):
     want_flow, want_up = _flow_head_ref64(x, weight, bias, up_w)
     assert rel_err(flow, want_flow) <= 1e-5
     if up:
-        assert rel_err(flow_up, want_up) <= SIMT_TOL[dtype]
+        assert rel_err(flow_up, want_up) <= TOL_SIMT[dtype]
         assert torch.isnan(out[:, :off]).all() and torch.isnan(out[:, off + 2:]).all()
     else:
         assert flow_up is None

@@ -5,24 +5,10 @@ import pytest
 import torch
 
 from conftest import rel_err, requires_cuda
+from _op_bounds import DTYPES, TOL, TOL_SIMT, seeded
 from _simt_util import CUDA, simt_test
 from fastflow import ops, reference
 from fastflow.ops.normalize_pack import normalize_pack_op
-
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-# Bounds (docs/design.md section 7). CPU and CUDA: fp32 1e-5; 16-bit outputs one rounding of each
-# element (2^-11 / 2^-8 relative). SIMT cases compare with an fp64 computation: TOL_SIMT.
-TOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
-TOL_SIMT = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.5e-2}
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def _tol(dtype):
-    return TOL[dtype]
-
 
 # ---- CPU ------------------------------------------------------------------------------------
 
@@ -37,7 +23,7 @@ def test_normalize_pack(shape, channels, dtype):
     want = reference.normalize_pack(pair, 255.0, channels, dtype)
     assert got.shape == (b, channels, h, w) and got.dtype == dtype
     assert got.is_contiguous(memory_format=torch.channels_last)
-    assert rel_err(got, want) <= _tol(dtype)
+    assert rel_err(got, want) <= TOL[dtype]
     assert torch.all(got[:, 6:] == 0)
 
 def test_normalize_pack_strided_and_out():
@@ -80,7 +66,7 @@ def test_normalize_pack_rejects_args():
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("channels", [6, 8])
 def test_normalize_pack_simt(channels, dtype):
-    g = _gen(channels)
+    g = seeded(channels)
     pair = torch.rand(2, 3, 2, 11, 37, generator=g) * 255
     pair = pair.transpose(3, 4).contiguous().transpose(3, 4)  # strided (W-major) input
     with ops.simt():

@@ -6,15 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import rel_err, requires_cuda
+from _op_bounds import DTYPES, seeded
 from _simt_util import CUDA, simt_test
 from fastflow import ops, reference
 from fastflow.ops.upsample_flow import upsample_flow_op
-
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 # ---- CPU ------------------------------------------------------------------------------------
@@ -49,7 +44,7 @@ def test_upsample_flow_noncontiguous_and_bad():
 @simt_test
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_upsample_flow_simt(dtype):
-    g = _gen(3)
+    g = seeded(3)
     flow2 = torch.randn(2, 2, 5, 7, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
     with ops.simt():
         got = ops.upsample_flow(flow2, 20.0)

@@ -5,24 +5,10 @@ import pytest
 import torch
 
 from conftest import rel_err, requires_cuda
+from _op_bounds import DTYPES, TOL, TOL_SIMT, seeded
 from _simt_util import CUDA, simt_test
 from fastflow import ops, reference
 from fastflow.ops.warp import warp_op
-
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-# Bounds (docs/design.md section 7). CPU and CUDA: fp32 1e-5; 16-bit outputs one rounding of each
-# element (2^-11 / 2^-8 relative). SIMT cases compare with an fp64 computation: TOL_SIMT.
-TOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
-TOL_SIMT = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.5e-2}
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def _tol(dtype):
-    return TOL[dtype]
-
 
 # ---- CPU ------------------------------------------------------------------------------------
 
@@ -47,7 +33,7 @@ def test_warp(shape, padding, dtype, layout):
     assert got.shape == x.shape and got.dtype == dtype
     if layout == "nhwc":
         assert got.is_contiguous(memory_format=torch.channels_last)
-    assert rel_err(got, want) <= _tol(dtype)
+    assert rel_err(got, want) <= TOL[dtype]
 
 def test_warp_mask_and_special_values():
     b, c, h, w = 2, 3, 9, 11
@@ -112,7 +98,7 @@ def test_warp_rejects(x, flow, kw, match):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_warp_simt(layout, dtype, padding):
-    g = _gen(5)
+    g = seeded(5)
     x = torch.randn(2, 5, 9, 13, generator=g).to(dtype)
     if layout == "nhwc":
         x = x.contiguous(memory_format=torch.channels_last)

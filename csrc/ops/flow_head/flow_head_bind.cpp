@@ -12,15 +12,7 @@ void flow_head(const FlowHeadParams& p, int device, int64_t stream) {
   const char* op = "flow_head";
   FF_CHECK(!p.has_up || (p.out_offset >= 0 && p.out_offset + 2 <= p.out_channels), op, "channels [", p.out_offset,
            ", ", p.out_offset + 2, ") do not fit in out's ", p.out_channels, " channels");
-  require_cuda(device, op);
-  pybind11::gil_scoped_release release;
-  if (device < 0) {
-    FF_CPU(op, flow_head_cpu(p));
-  } else {
-#ifdef FF_KERNELS
-    flow_head_cuda(p, device, stream);
-#endif
-  }
+  FF_RUN_OP(op, device, flow_head_cpu(p), flow_head_cuda(p, device, stream));
   (void)stream;
 }
 

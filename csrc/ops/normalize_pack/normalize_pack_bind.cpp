@@ -9,15 +9,7 @@ namespace {
 
 void normalize_pack(const NormalizePackParams& p, int device, int64_t stream) {
   const char* op = "normalize_pack";
-  require_cuda(device, op);
-  pybind11::gil_scoped_release release;
-  if (device < 0) {
-    FF_CPU(op, normalize_pack_cpu(p));
-  } else {
-#ifdef FF_KERNELS
-    normalize_pack_cuda(p, device, stream);
-#endif
-  }
+  FF_RUN_OP(op, device, normalize_pack_cpu(p), normalize_pack_cuda(p, device, stream));
   (void)stream;
 }
 

@@ -9,15 +9,7 @@ namespace {
 
 void upsample_flow(const UpsampleFlowParams& p, int device, int64_t stream) {
   const char* op = "upsample_flow";
-  require_cuda(device, op);
-  pybind11::gil_scoped_release release;
-  if (device < 0) {
-    FF_CPU(op, upsample_flow_cpu(p));
-  } else {
-#ifdef FF_KERNELS
-    upsample_flow_cuda(p, device, stream);
-#endif
-  }
+  FF_RUN_OP(op, device, upsample_flow_cpu(p), upsample_flow_cuda(p, device, stream));
   (void)stream;
 }
 

@@ -9,15 +9,7 @@ namespace {
 
 void warp(const WarpParams& p, int device, int64_t stream) {
   const char* op = "warp";
-  require_cuda(device, op);
-  pybind11::gil_scoped_release release;
-  if (device < 0) {
-    FF_CPU(op, warp_cpu(p));
-  } else {
-#ifdef FF_KERNELS
-    warp_cuda(p, device, stream);
-#endif
-  }
+  FF_RUN_OP(op, device, warp_cpu(p), warp_cuda(p, device, stream));
   (void)stream;
 }
 
