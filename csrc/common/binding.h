@@ -66,6 +66,47 @@ inline void require_cuda(int device, const char* op) {
 #endif
 }
 
+// FF_CPU_FN(f) / FF_CUDA_FN(f): an op's CPU version / CUDA launcher, or nullptr where this build
+// does not have it (def_op then raises the message of FF_CPU / require_cuda).
+#if defined(FASTFLOW_SIMT)
+#define FF_CPU_FN(F) nullptr
+#else
+#define FF_CPU_FN(F) F
+#endif
+#ifdef FF_KERNELS
+#define FF_CUDA_FN(F) F
+#else
+#define FF_CUDA_FN(F) nullptr
+#endif
+
+// Defines op `name` as Python sees it: name(params, device, stream) with its params struct P:
+// `check` (may be null) validates what the struct alone cannot, then the CPU version runs for
+// device -1, the CUDA launcher otherwise, with the GIL released.
+template <typename P>
+void def_op(pybind11::module_& m, const char* name, void (*check)(const P&), void (*cpu)(const P&),
+            void (*cuda)(const P&, int, int64_t), const char* doc) {
+  m.def(
+      name,
+      [name, check, cpu, cuda](const P& p, int device, int64_t stream) {
+        if (check) check(p);
+        require_cuda(device, name);
+        pybind11::gil_scoped_release release_gil;
+        if (device >= 0) {
+          cuda(p, device, stream);  // not null: require_cuda raised for a build without kernels
+        } else if (cpu) {
+          cpu(p);
+        } else {
+          throw std::invalid_argument(std::string("fastflow.") + name +
+                                      ": fastflow._simt runs the CUDA kernels only (device 0)");
+        }
+      },
+      pybind11::arg("params"), pybind11::arg("device"), pybind11::arg("stream"), doc);
+}
+
+// Defines conv2d_lrelu (deconv false) or deconv_lrelu as name(call, plan, device, stream): an
+// IgemmCall and the IgemmCallPlan igemm_plan made for it (csrc/igemm/igemm_bind.cpp).
+void def_igemm_op(pybind11::module_& m, bool deconv, const char* doc);
+
 // The bind function of each op (defined in its folder), called by bindings.cpp.
 void bind_normalize_pack(pybind11::module_& m);
 void bind_upsample_flow(pybind11::module_& m);

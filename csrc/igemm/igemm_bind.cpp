@@ -18,6 +18,15 @@ void igemm_run(const IgemmCall& c, const IgemmCallPlan& planned, bool deconv, in
   (void)p, (void)stream;
 }
 
+void def_igemm_op(pybind11::module_& m, bool deconv, const char* doc) {
+  m.def(
+      igemm_op(deconv),
+      [deconv](const IgemmCall& c, const IgemmCallPlan& plan, int device, int64_t stream) {
+        igemm_run(c, plan, deconv, device, stream);
+      },
+      pybind11::arg("call"), pybind11::arg("plan"), pybind11::arg("device"), pybind11::arg("stream"), doc);
+}
+
 void bind_igemm(pybind11::module_& m) {
   KeywordStruct<IgemmCall>(m, "IgemmCall", "one conv2d_lrelu / deconv_lrelu call (csrc/igemm/igemm_call.h), by keyword")
       .field("x", &IgemmCall::x, "data pointer of x")

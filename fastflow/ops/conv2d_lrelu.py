@@ -40,7 +40,7 @@ def conv2d_lrelu_op(
     out_channel_offset: int, allow_tf32: bool, split_k: int,
 ) -> None:
     igemm.run(False, x, weight, bias, out, weight.shape[0], weight.shape[1], stride, slope, out_channel_offset,
-                allow_tf32, split_k)
+              allow_tf32, split_k)
 
 
 @conv2d_lrelu_op.register_fake

@@ -283,6 +283,7 @@ def test_opcheck(device, up):
 
 # ---- SIMT: the CUDA kernels on the CPU ----------------------------------------------------------
 
+
 def _flow_head_ref64(x, weight, bias, up_weight):
     """fp64 predict_flow conv (+ the 2->2 ConvTranspose2d(k4, s2, p1) of its flow)."""
     flow = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)

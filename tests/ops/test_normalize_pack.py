@@ -26,6 +26,7 @@ def test_normalize_pack(shape, channels, dtype):
     assert rel_err(got, want) <= TOL[dtype]
     assert torch.all(got[:, 6:] == 0)
 
+
 def test_normalize_pack_strided_and_out():
     base = torch.rand(3, 2, 5, 11, 17) * 255  # a permuted, non-contiguous (B, 3, 2, H, W) view
     pair = base.permute(0, 2, 1, 3, 4)[:, :3, :, :, ::2]
@@ -36,6 +37,7 @@ def test_normalize_pack_strided_and_out():
     assert rel_err(out, reference.normalize_pack(pair, 100.0, 8)) <= 1e-6
     # float64 input is accepted (converted to float32 first)
     assert rel_err(ops.normalize_pack(pair.double()), reference.normalize_pack(pair)) <= 1e-6
+
 
 @pytest.mark.parametrize(
     "bad, match",
@@ -48,6 +50,7 @@ def test_normalize_pack_strided_and_out():
 def test_normalize_pack_rejects(bad, match):
     with pytest.raises(ValueError, match=match):
         ops.normalize_pack(bad)
+
 
 def test_normalize_pack_rejects_args():
     with pytest.raises(ValueError, match="channels"):
@@ -97,6 +100,7 @@ def test_normalize_pack_cuda(shape, channels, dtype):
     # bit-identical to the CPU version's float32 result up to the mean's summation order
     cpu = ops.normalize_pack(pair.cpu(), 255.0, channels, dtype)
     assert rel_err(out.cpu(), cpu) <= TOL[dtype]
+
 
 @requires_cuda
 def test_normalize_pack_cuda_strided():

@@ -28,6 +28,7 @@ def test_upsample_flow(shape, dtype, channels_last):
     assert got.shape == (b, 2, 4 * h, 4 * w) and got.dtype == torch.float32
     assert rel_err(got, want) <= 1e-6
 
+
 def test_upsample_flow_noncontiguous_and_bad():
     big = torch.randn(2, 5, 9, 12)
     flow = big[:, 1:3, :, ::2]

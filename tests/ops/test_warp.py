@@ -6,15 +6,16 @@ import torch
 
 from conftest import rel_err, requires_cuda
 from _op_bounds import DTYPES, TOL, TOL_SIMT, seeded
-from _simt_util import CUDA, simt_test
+from _simt_util import CUDA, DEVICES, on_device, simt_test
 from fastflow import ops, reference
 from fastflow.ops.warp import warp_op
 
-# ---- CPU ------------------------------------------------------------------------------------
+# ---- CPU (a `device` parameter: also SIMT and CUDA) -----------------------------------------
 
 
 def _flow(b, h, w, scale):
     return torch.randn(b, 2, h, w) * scale
+
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 7, 9), (2, 3, 16, 24), (1, 4, 1, 13)])
 @pytest.mark.parametrize("padding", ["border", "zeros"])
@@ -35,7 +36,9 @@ def test_warp(shape, padding, dtype, layout):
         assert got.is_contiguous(memory_format=torch.channels_last)
     assert rel_err(got, want) <= TOL[dtype]
 
-def test_warp_mask_and_special_values():
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_warp_mask_and_special_values(device):
     b, c, h, w = 2, 3, 9, 11
     x = torch.randn(b, c, h, w)
     flow = _flow(b, h, w, 6.0)
@@ -43,27 +46,33 @@ def test_warp_mask_and_special_values():
     flow[1, 1, 2, 3] = float("inf")
     flow[1, 0, 4, 4] = 1e30
     flow[0, :, 5, 5] = torch.tensor([-2.0, 0.0])  # lands on x = 3, inside
-    out, mask = ops.warp(x, flow, "zeros", return_mask=True)
+    with on_device(device) as d:
+        x, flow = x.to(d), flow.to(d)
+        out, mask = ops.warp(x, flow, "zeros", return_mask=True)
+        border = ops.warp(x, flow, "border")
     rout, rmask = reference.warp(x, flow, "zeros", return_mask=True)
     assert rel_err(out, rout) <= 1e-6
     assert torch.equal(mask, rmask)
     assert mask[0, 0, 0, 0] == 0 and out[0, :, 0, 0].eq(0).all()
     assert mask[0, 0, 5, 5] == 1
-    border = ops.warp(x, flow, "border")
     assert torch.isnan(border[0, :, 0, 0]).all() and torch.isnan(border[1, :, 2, 3]).all()
     finite = torch.isfinite(flow).all(1, keepdim=True).expand_as(x)
     rb = reference.warp(x, flow, "border")
     torch.testing.assert_close(border[finite], rb[finite])
 
-def test_warp_identity_and_shift():
-    x = torch.randn(1, 2, 6, 8)
-    torch.testing.assert_close(ops.warp(x, torch.zeros(1, 2, 6, 8)), x)
-    flow = torch.zeros(1, 2, 6, 8)
-    flow[:, 0] = 1.0  # sample one pixel to the right
-    out = ops.warp(x, flow, "zeros")
-    torch.testing.assert_close(out[..., :-1], x[..., 1:])
-    assert out[..., -1].eq(0).all()
-    torch.testing.assert_close(ops.warp(x, flow, "border")[..., -1], x[..., -1])
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_warp_identity_and_shift(device):
+    with on_device(device) as d:
+        x = torch.randn(1, 2, 6, 8, device=d)
+        torch.testing.assert_close(ops.warp(x, torch.zeros(1, 2, 6, 8, device=d)), x)
+        flow = torch.zeros(1, 2, 6, 8, device=d)
+        flow[:, 0] = 1.0  # sample one pixel to the right
+        out = ops.warp(x, flow, "zeros")
+        torch.testing.assert_close(out[..., :-1], x[..., 1:])
+        assert out[..., -1].eq(0).all()
+        torch.testing.assert_close(ops.warp(x, flow, "border")[..., -1], x[..., -1])
+
 
 def test_warp_unbatched():
     x = torch.randn(3, 5, 6)
@@ -71,6 +80,7 @@ def test_warp_unbatched():
     got = ops.warp(x, flow)
     assert got.shape == (3, 5, 6)
     torch.testing.assert_close(got, reference.warp(x[None], flow[None])[0])
+
 
 @pytest.mark.parametrize(
     "x, flow, kw, match",
@@ -138,6 +148,7 @@ def test_warp_cuda(shape, padding, dtype, layout):
     cpu = ops.warp(x.cpu(), flow.cpu(), padding, **kw)
     cpu = cpu[0] if kw else cpu
     assert rel_err(got.cpu(), cpu) <= TOL[dtype]
+
 
 @requires_cuda
 def test_warp_on_side_stream_cuda():

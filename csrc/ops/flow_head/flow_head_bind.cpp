@@ -8,12 +8,10 @@ namespace fastflow {
 
 namespace {
 
-void flow_head(const FlowHeadParams& p, int device, int64_t stream) {
-  const char* op = "flow_head";
-  FF_CHECK(!p.has_up || (p.out_offset >= 0 && p.out_offset + 2 <= p.out_channels), op, "channels [", p.out_offset,
-           ", ", p.out_offset + 2, ") do not fit in out's ", p.out_channels, " channels");
-  FF_RUN_OP(op, device, flow_head_cpu(p), flow_head_cuda(p, device, stream));
-  (void)stream;
+// What the struct alone cannot check: the upsampled flow's slice fits in out.
+void check_flow_head(const FlowHeadParams& p) {
+  FF_CHECK(!p.has_up || (p.out_offset >= 0 && p.out_offset + 2 <= p.out_channels), "flow_head", "channels [",
+           p.out_offset, ", ", p.out_offset + 2, ") do not fit in out's ", p.out_channels, " channels");
 }
 
 }  // namespace
@@ -35,8 +33,8 @@ void bind_flow_head(pybind11::module_& m) {
       .field("out_offset", &FlowHeadParams::out_offset, "first channel of out written")
       .field("out_channels", &FlowHeadParams::out_channels, "Ctot of out (0 without has_up)")
       .done();
-  m.def("flow_head", &flow_head, pybind11::arg("params"), pybind11::arg("device"), pybind11::arg("stream"),
-        "predict_flow 3x3 conv -> float32 flow, + 2->2 flow upsample into a concat slice");
+  def_op<FlowHeadParams>(m, "flow_head", check_flow_head, FF_CPU_FN(flow_head_cpu), FF_CUDA_FN(flow_head_cuda),
+                         "predict_flow 3x3 conv -> float32 flow, + 2->2 flow upsample into a concat slice");
 }
 
 }  // namespace fastflow

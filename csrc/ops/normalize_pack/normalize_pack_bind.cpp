@@ -5,16 +5,6 @@
 
 namespace fastflow {
 
-namespace {
-
-void normalize_pack(const NormalizePackParams& p, int device, int64_t stream) {
-  const char* op = "normalize_pack";
-  FF_RUN_OP(op, device, normalize_pack_cpu(p), normalize_pack_cuda(p, device, stream));
-  (void)stream;
-}
-
-}  // namespace
-
 void bind_normalize_pack(pybind11::module_& m) {
   KeywordStruct<NormalizePackParams>(m, "NormalizePackParams", "one normalize_pack call (normalize_pack.h), by keyword")
       .pointer("pair", &NormalizePackParams::in, "data pointer of the float32 (B, 3, 2, H, W) pair")
@@ -29,8 +19,8 @@ void bind_normalize_pack(pybind11::module_& m) {
       .pointer("partial", &NormalizePackParams::partial,
                "data pointer of the CUDA version's float32 workspace (B * 3 * MEAN_SPLITS), or 0")
       .done();
-  m.def("normalize_pack", &normalize_pack, pybind11::arg("params"), pybind11::arg("device"), pybind11::arg("stream"),
-        "RGB pair (B,3,2,H,W) -> normalised NHWC network input");
+  def_op<NormalizePackParams>(m, "normalize_pack", nullptr, FF_CPU_FN(normalize_pack_cpu),
+                              FF_CUDA_FN(normalize_pack_cuda), "RGB pair (B,3,2,H,W) -> normalised NHWC network input");
 }
 
 }  // namespace fastflow

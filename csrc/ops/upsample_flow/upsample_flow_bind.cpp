@@ -5,16 +5,6 @@
 
 namespace fastflow {
 
-namespace {
-
-void upsample_flow(const UpsampleFlowParams& p, int device, int64_t stream) {
-  const char* op = "upsample_flow";
-  FF_RUN_OP(op, device, upsample_flow_cpu(p), upsample_flow_cuda(p, device, stream));
-  (void)stream;
-}
-
-}  // namespace
-
 void bind_upsample_flow(pybind11::module_& m) {
   KeywordStruct<UpsampleFlowParams>(m, "UpsampleFlowParams", "one upsample_flow call (upsample_flow.h), by keyword")
       .pointer("flow2", &UpsampleFlowParams::in, "data pointer of the (B, 2, h, w) flow")
@@ -26,8 +16,8 @@ void bind_upsample_flow(pybind11::module_& m) {
       .field("div_flow", &UpsampleFlowParams::div_flow, "flow scale")
       .pointer("out", &UpsampleFlowParams::out, "data pointer of the float32 (B, 2, 4h, 4w) output")
       .done();
-  m.def("upsample_flow", &upsample_flow, pybind11::arg("params"), pybind11::arg("device"), pybind11::arg("stream"),
-        "flow2 * div_flow, bilinear x4 -> (B,2,4h,4w) float32");
+  def_op<UpsampleFlowParams>(m, "upsample_flow", nullptr, FF_CPU_FN(upsample_flow_cpu), FF_CUDA_FN(upsample_flow_cuda),
+                             "flow2 * div_flow, bilinear x4 -> (B,2,4h,4w) float32");
 }
 
 }  // namespace fastflow

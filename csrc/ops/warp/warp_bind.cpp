@@ -5,16 +5,6 @@
 
 namespace fastflow {
 
-namespace {
-
-void warp(const WarpParams& p, int device, int64_t stream) {
-  const char* op = "warp";
-  FF_RUN_OP(op, device, warp_cpu(p), warp_cuda(p, device, stream));
-  (void)stream;
-}
-
-}  // namespace
-
 void bind_warp(pybind11::module_& m) {
   KeywordStruct<WarpParams>(m, "WarpParams", "one warp call (warp.h), by keyword")
       .pointer("x", &WarpParams::x, "data pointer of the (B, C, H, W) image")
@@ -32,8 +22,8 @@ void bind_warp(pybind11::module_& m) {
       .pointer("mask", &WarpParams::mask, "data pointer of the contiguous (B, 1, H, W) mask, or 0")
       .field("zeros", &WarpParams::zeros, "padding: True zeros, False border")
       .done();
-  m.def("warp", &warp, pybind11::arg("params"), pybind11::arg("device"), pybind11::arg("stream"),
-        "bilinear backward warp, border (Resample2d) or zeros padding");
+  def_op<WarpParams>(m, "warp", nullptr, FF_CPU_FN(warp_cpu), FF_CUDA_FN(warp_cuda),
+                     "bilinear backward warp, border (Resample2d) or zeros padding");
 }
 
 }  // namespace fastflow
