@@ -13,7 +13,8 @@ For each, it builds fastflow._simt from a mutated copy of csrc/ into a temporary
 (objects of untouched translation units are reused), puts it beside a copy of the fastflow package
 and runs the SIMT tests of the mutated file (see TESTS) against that copy with -x. A mutation is
 "caught" when those tests fail. Prints one line per mutation and a summary; exit status 1 if a
-deleted barrier or a raised depth survived. It needs the normal build's compiler and pybind11, and
+deleted barrier or a raised depth survived. It needs fastflow/_C*.so in the source tree (python
+setup.py build_ext --inplace), the normal build's compiler and pybind11, and
 takes minutes per mutation on 2 cores (the runtime's checks, not timing, decide).
 """
 from __future__ import annotations
@@ -190,6 +191,12 @@ def main(argv=None) -> int:
             print(m.name)
         print(f"{len(muts)} mutations")
         return 0
+    if not list((ROOT / "fastflow").glob("_C*.so")):
+        # The package copy needs the source tree's own fastflow._C (the tests plan conv/deconv calls
+        # with it); without one, another installed fastflow's could be imported instead.
+        print("fastflow/_C*.so is missing from the source tree: build it in place first "
+              "(python setup.py build_ext --inplace)")
+        return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="ff_mutation_") as tmp:
         work = Path(tmp)
