@@ -51,7 +51,8 @@ def test_warp_mask_and_special_values(device):
         out, mask = ops.warp(x, flow, "zeros", return_mask=True)
         border = ops.warp(x, flow, "border")
     rout, rmask = reference.warp(x, flow, "zeros", return_mask=True)
-    assert rel_err(out, rout) <= 1e-6
+    # the CPU version and the SIMT build (no FMA contraction) within 1e-6; CUDA within the fp32 bound
+    assert rel_err(out, rout) <= (TOL[torch.float32] if device == "cuda" else 1e-6)
     assert torch.equal(mask, rmask)
     assert mask[0, 0, 0, 0] == 0 and out[0, :, 0, 0].eq(0).all()
     assert mask[0, 0, 5, 5] == 1
