@@ -119,6 +119,10 @@ def run_compile(name: str, cmd) -> None:
 
 class BuildExt(build_ext):
     def build_extensions(self):
+        # Always link the extensions anew: setuptools skips an extension whose .so in build/ is newer
+        # than its C++ sources, which kept a CPU-only _C (no FASTFLOW_WITH_CUDA, no kernel objects)
+        # when the same tree was rebuilt with nvcc. The kernel objects are compiled on every build.
+        self.force = True
         for ext in list(self.extensions):
             if ext.name == "fastflow._simt":
                 self.prepare_simt(ext)

@@ -21,6 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "ops"))
 
 # Output-rounding bounds of the element-wise ops (both sides round the same exact value once).
 ROUND = {"fp32": 1e-6, "fp16": 1e-3, "bf16": 8e-3}

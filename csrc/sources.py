@@ -4,20 +4,26 @@ an op into a subfolder cannot silently drop it from the build:
 
 - csrc/**/*.cu outside csrc/simt/: the op kernels. fastflow._C compiles them with nvcc (when found);
   fastflow._simt compiles the same files as host C++ against the SIMT runtime.
-- csrc/cpu/**/*.cpp: the CPU versions of the ops, fastflow._C only.
+- csrc/**/*_cpu.cpp outside csrc/simt/ (csrc/ops/<op>/<op>_cpu.cpp, csrc/igemm/igemm_cpu.cpp): the
+  CPU versions of the ops, fastflow._C only.
 - csrc/simt/**/*.cpp: the SIMT host runtime, fastflow._simt only; csrc/simt/**/*.cu: its fixture
   kernels (deliberately buggy test material), fastflow._simt only.
-- every other csrc/**/*.cpp (bindings, host-side planning and validation): both extensions.
+- every other csrc/**/*.cpp (the module definition, each op's binding, host-side planning and
+  validation): both extensions.
 """
 from pathlib import Path
 
 CSRC = Path(__file__).resolve().parent
 SIMT = CSRC / "simt"
-CPU = CSRC / "cpu"
+CPU_SUFFIX = "_cpu.cpp"  # the CPU version of an op: <op>_cpu.cpp beside its kernel
 
 
 def _find(pattern, exclude=()):
     return sorted(p for p in CSRC.rglob(pattern) if not any(d in p.parents for d in exclude))
+
+
+def _is_cpu(p: Path) -> bool:
+    return p.name.endswith(CPU_SUFFIX)
 
 
 def kernel_sources():
@@ -32,12 +38,12 @@ def kernel_headers():
 
 def shared_sources():
     """Host C++ compiled into both extensions."""
-    return _find("*.cpp", exclude=(SIMT, CPU))
+    return [p for p in _find("*.cpp", exclude=(SIMT,)) if not _is_cpu(p)]
 
 
 def cpu_sources():
     """The CPU versions of the ops, fastflow._C only."""
-    return sorted(CPU.rglob("*.cpp"))
+    return [p for p in _find("*.cpp", exclude=(SIMT,)) if _is_cpu(p)]
 
 
 def simt_runtime_sources():
@@ -64,5 +70,6 @@ def simt_kernel_sources():
 
 
 def object_name(src: Path) -> str:
-    """A unique object file name for a source anywhere under csrc/ (cpu/warp.cpp -> cpu_warp.o)."""
+    """A unique object file name for a source anywhere under csrc/ (ops/warp/warp_cpu.cpp ->
+    ops_warp_warp_cpu.o)."""
     return "_".join(src.relative_to(CSRC).with_suffix("").parts) + ".o"

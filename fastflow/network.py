@@ -210,7 +210,7 @@ def deconv_kernel_index(parity: int, shift: int) -> int:
     return k
 
 
-# The sub-pixel form of the deconvolution used by the kernels (csrc/deconv_taps.h is the C++ copy,
+# The sub-pixel form of the deconvolution used by the kernels (csrc/common/deconv_taps.h is the C++ copy,
 # exported as fastflow._C.DECONV_TAPS; tests/test_bindings.py checks they agree): for output parity
 # a, tap t reads input row m (t = 0) or m - 1 / m + 1 (t = 1, a = 0 / 1); DECONV_TAPS[a][t] is that
 # tap's ConvTranspose2d kernel index.

@@ -16,16 +16,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# The layer table and its views live in fastflow.network (ENCODER, DECODER, FLOW_HEADS and
-# flops_per_pair are re-exported here, where they always were).
-from .network import CONCAT, DECODER, ENCODER, FLOW_HEADS, LAYERS, LRELU_SLOPE, flops_per_pair  # noqa: F401
+# The layer table lives in fastflow.network. flops_per_pair is re-exported for fastflow/bench.py
+# (which still imports it from here).
+from .network import CONCAT, LAYERS, LRELU_SLOPE, flops_per_pair  # noqa: F401
 
 __all__ = [
     "FlowNet2S",
     "LRELU_SLOPE",
-    "ENCODER",
-    "DECODER",
-    "FLOW_HEADS",
     "normalize_pack",
     "upsample_flow",
     "warp",

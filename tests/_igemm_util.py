@@ -1,4 +1,5 @@
-"""Shared checks of fastflow.ops.conv2d_lrelu / deconv_lrelu against fastflow.reference.
+"""Shared checks of fastflow.ops.conv2d_lrelu / deconv_lrelu against fastflow.reference
+(tests/ops/test_conv2d_lrelu.py, tests/ops/test_deconv_lrelu.py, benchmarks/smoke_cuda.py).
 
 One check function per op, device-generic: on CUDA it runs the kernels, on the CPU the host
 emulation of their tiling (same wrappers, plan, index math and slice addressing). Each call draws
@@ -27,7 +28,7 @@ ABS_CEIL = {"fp16": 5e-3, "bf16": 4e-2}
 
 
 def igemm_call(lib, **fields):
-    """An IgemmCall (csrc/igemm_call.h) of extension ``lib`` (fastflow._C or fastflow._simt): the
+    """An IgemmCall (csrc/igemm/igemm_call.h) of extension ``lib`` (fastflow._C or fastflow._simt): the
     given fields over neutral defaults (null pointers, no bias or workspace, slope 1, strict fp32,
     132 SMs, the plan's own split-K; pixel stride = channels, output channels = out_channels)."""
     call = dict(x=0, batch=1, height=1, width=1, channels=8, weight=0, bias=0, out_channels=8, ksize=3, stride=1,
@@ -177,3 +178,85 @@ def decoder_inputs(height: int, width: int):
     """(name, Cin, Cx, Cout, h, w) of the four deconvs (input at 1/64, 1/32, 1/16, 1/8)."""
     return [(l.name, l.cin, l.cin_padded, l.cout, height // l.scale, width // l.scale)
             for l in LAYERS if l.kind == "deconv"]
+
+
+# ---- SIMT cases: the kernels (csrc/igemm/igemm.cuh) on the CPU through fastflow._simt --------------
+# Each case checks the written slice against an fp64 reference with the design's tolerances, that
+# every other channel of the NaN-poisoned buffer keeps its bits, and (through the runtime) that no
+# race, uninitialised or out-of-bounds access, misuse of cp.async or barrier mistake happened. The
+# bit-exact cases compare with the host emulation of the same tiling (csrc/igemm/igemm_cpu.cpp) on
+# dyadic data, where every product and partial sum is exact.
+
+SIMT_PRECISIONS = ("fp16", "bf16", "tf32", "fp32")
+
+
+def simt_plan(kind, b, cin, cout, k, stride, h, w, prec, sms, split_k):
+    """The plan tuple of igemm_plan for a SIMT case (cin padded to 8; split_k None/0: the plan's own)."""
+    cx = (cin + 7) // 8 * 8
+    code = ops.DTYPE_CODES[DTYPES[prec]]
+    return igemm_plan(kind == "deconv", b, h, w, cx, cout, k if kind == "conv" else 4, stride if kind == "conv" else 2,
+                      code, prec == "tf32", sms, split_k or 0)
+
+
+def simt_kernel_params(cases):
+    """pytest params (case, prec, split_k, config) of every tile config x precision x split-K of
+    `cases` {config: (kind, b, cin, cout, k, stride, h, w, num_sms)}; strict fp32 runs the SIMT-core
+    kernel, 64x64 (config 1) only."""
+    import pytest
+
+    return [pytest.param(case, prec, split_k, config, id=f"{case[0]}-cfg{config}-{prec}-split{split_k}")
+            for config, case in cases.items() for prec in SIMT_PRECISIONS if prec != "fp32" or config == 1
+            for split_k in (1, 3)]
+
+
+def check_simt_case(case, prec, split_k, config):
+    """Runs one SIMT case after checking that the plan picks the tile config and split it is meant for."""
+    kind, b, cin, cout, k, stride, h, w, sms = case
+    plan = simt_plan(kind, b, cin, cout, k, stride, h, w, prec, sms, split_k)
+    assert plan[0] == config, f"the case meant for tile config {config} planned config {plan[0]}"
+    assert plan[4] == split_k
+    with ops.simt(num_sms=sms):
+        if kind == "conv":
+            check_conv(prec, b, cin, cout, k, stride, h, w, "cpu", split_k=split_k)
+        else:
+            check_deconv(prec, b, cin, cout, h, w, "cpu", split_k=split_k)
+
+
+def bit_exact_params(configs):
+    """(config, prec) params of the bit-exact cases: every precision, strict fp32 on config 1 only."""
+    return [(config, prec) for config in configs for prec in SIMT_PRECISIONS if prec != "fp32" or config == 1]
+
+
+def _dyadic(shape, gen, scale):
+    return torch.randint(-4, 5, shape, generator=gen).double() * scale
+
+
+def check_bit_exact(case, config, prec, monkeypatch):
+    """On dyadic data every product and partial sum is exact, so the kernels through the runtime and
+    the host emulation of their tiling must agree bit for bit, split-K included."""
+    from fastflow.ops import launch
+
+    kind, b, cin, cout, k, stride, h, w, sms = case
+    monkeypatch.setattr(launch, "EMULATED_SMS", sms)  # the emulation plans as the SIMT run below
+    dt = torch.float32 if prec in ("fp32", "tf32") else {"fp16": torch.float16, "bf16": torch.bfloat16}[prec]
+    gen = torch.Generator().manual_seed(config * 10 + len(prec))
+    cx = (cin + 7) // 8 * 8
+    x = _dyadic((b, cx, h, w), gen, 0.5).to(dt).contiguous(memory_format=torch.channels_last)
+    if kind == "conv":
+        wt = ops.pack_conv_weight(_dyadic((cout, cx, k, k), gen, 0.125), dt)
+    else:
+        wt = ops.pack_deconv_weight(_dyadic((cx, cout, 4, 4), gen, 0.125), dt)
+    bias = _dyadic((cout,), gen, 0.25).to(dt)
+
+    def run(split_k):
+        if kind == "conv":
+            return ops.conv2d_lrelu(x, wt, bias, stride, 0.125, allow_tf32=prec == "tf32", split_k=split_k)
+        return ops.deconv_lrelu(x, wt, bias, 0.125, allow_tf32=prec == "tf32", split_k=split_k)
+
+    emulated, emulated_split = run(None), run(2)
+    with ops.simt(num_sms=sms):
+        got, got_split = run(None), run(2)
+    assert torch.isfinite(got).all() and got.abs().sum() > 0
+    assert torch.equal(got, emulated), "SIMT run and host emulation differ"
+    assert torch.equal(got_split, emulated_split), "SIMT run and host emulation differ with split-K"
+    assert torch.equal(got, got_split), "split-K changed an exact result"

@@ -1,6 +1,8 @@
-"""What crosses the pybind11 boundary by name: the IgemmCall struct of conv2d_lrelu / deconv_lrelu
-(built by keyword, every field required, validated in csrc/igemm_call.cpp) and the constants Python
-reads from the extension instead of keeping copies (dtype codes, MEAN_SPLITS, the deconv taps)."""
+"""What crosses the pybind11 boundary by name: the params struct of every op (built by keyword,
+every field required, unknown or mistyped fields a TypeError: csrc/common/keyword_struct.h), the
+IgemmCall of conv2d_lrelu / deconv_lrelu (validated in csrc/igemm/igemm_call.cpp) and the plan
+made once for it, and the constants Python reads from the extension instead of keeping copies
+(dtype codes, MEAN_SPLITS, the deconv taps)."""
 import pytest
 import torch
 
@@ -58,7 +60,79 @@ def test_split_k_call_needs_its_workspace():
     call = C.IgemmCall(**{**FIELDS, "split_k": 2, "channels": 64, "pixel_stride": 64})
     assert C.igemm_plan(call, False).splits == 2
     with pytest.raises(ValueError, match="split-K needs a float32 workspace"):
-        C.conv2d_lrelu(call, -1, 0)
+        C.conv2d_lrelu(call, C.igemm_plan(call, False), -1, 0)
+
+
+@pytest.mark.parametrize("change", [dict(height=10), dict(split_k=3), dict(num_sms=1), dict(dtype=0),
+                                    dict(out_offset=0, out_total_channels=32), "deconv"])
+def test_a_plan_runs_only_its_own_call(change):
+    """conv2d_lrelu / deconv_lrelu take the plan igemm_plan made (no second planning) and refuse one
+    made for another call: other sizes, split, SM count, precision, output slice or op."""
+    C = _backend.load()
+    call = C.IgemmCall(**{**FIELDS, "channels": 64, "pixel_stride": 64})
+    plan = C.igemm_plan(call, False)
+    assert "conv2d_lrelu" in repr(plan) and plan.deconv is False
+    if change == "deconv":
+        with pytest.raises(ValueError, match="fastflow.deconv_lrelu: the plan was made for another call"):
+            C.deconv_lrelu(call, plan, -1, 0)
+        return
+    other = C.IgemmCall(**{**FIELDS, "channels": 64, "pixel_stride": 64, **change})
+    with pytest.raises(ValueError, match="fastflow.conv2d_lrelu: the plan was made for another call"):
+        C.conv2d_lrelu(other, plan, -1, 0)
+
+
+# The keyword-built params struct of each other op (csrc/ops/<op>/<op>.h), with valid field values.
+PARAMS = {
+    "NormalizePackParams": dict(pair=0, pair_stride=[1, 1, 1, 1, 1], batch=0, height=0, width=0, out=0, out_dtype=0,
+                                channels=6, rgb_max=255.0, partial=0),
+    "UpsampleFlowParams": dict(flow2=0, flow2_dtype=1, flow2_stride=[1, 1, 1, 1], batch=0, height=0, width=0,
+                               div_flow=20.0, out=0),
+    "WarpParams": dict(x=0, x_dtype=2, x_stride=[1, 1, 1, 1], flow=0, flow_dtype=0, flow_stride=[1, 1, 1, 1], batch=0,
+                       channels=3, height=0, width=0, out=0, out_stride=[1, 1, 1, 1], mask=0, zeros=False),
+    "FlowHeadParams": dict(x=0, dtype=0, x_stride=[1, 1, 1], batch=0, channels=8, height=0, width=0, packed=0,
+                           has_up=False, flow=0, out=0, out_stride=[0, 0, 0], out_offset=0, out_channels=0),
+}
+STRIDES = {"NormalizePackParams": ("pair_stride", 5), "UpsampleFlowParams": ("flow2_stride", 4),
+           "WarpParams": ("x_stride", 4), "FlowHeadParams": ("x_stride", 3)}
+DTYPE_FIELD = {"NormalizePackParams": "out_dtype", "UpsampleFlowParams": "flow2_dtype", "WarpParams": "x_dtype",
+               "FlowHeadParams": "dtype"}
+
+
+@pytest.mark.parametrize("lib", _extensions(), ids=lambda m: m.__name__)
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_op_params_by_keyword(lib, name):
+    cls, fields = getattr(lib, name), PARAMS[name]
+    params = cls(**fields)
+    for field, value in fields.items():
+        assert getattr(params, field) == value, field
+    assert repr(params).startswith(name + "(")
+    first = next(iter(fields))
+    with pytest.raises(TypeError, match=f"missing field {first}"):
+        cls(**{k: v for k, v in fields.items() if k != first})
+    with pytest.raises(TypeError, match="unknown field stream"):
+        cls(**fields, stream=0)
+    with pytest.raises(TypeError):
+        cls(**{**fields, "batch": "1"})
+    with pytest.raises(TypeError):
+        cls(*fields.values())  # no positional construction
+    stride_field, n = STRIDES[name]
+    with pytest.raises(ValueError, match=f"{stride_field} needs {n} strides, got {n + 1}"):
+        cls(**{**fields, stride_field: [1] * (n + 1)})
+    with pytest.raises(ValueError, match="unknown dtype code 3"):
+        cls(**{**fields, DTYPE_FIELD[name]: 3})
+
+
+def test_ops_take_their_params_struct():
+    """Each op takes (params, device, stream) by name; an empty call runs and returns."""
+    C = _backend.load()
+    for op, name in (("normalize_pack", "NormalizePackParams"), ("upsample_flow", "UpsampleFlowParams"),
+                     ("warp", "WarpParams"), ("flow_head", "FlowHeadParams")):
+        getattr(C, op)(params=getattr(C, name)(**PARAMS[name]), device=-1, stream=0)
+        with pytest.raises(TypeError):
+            getattr(C, op)(getattr(C, name)(**PARAMS[name]))  # device and stream are required
+    bad = C.FlowHeadParams(**{**PARAMS["FlowHeadParams"], "has_up": True, "out_offset": 3, "out_channels": 4})
+    with pytest.raises(ValueError, match=r"fastflow.flow_head: channels \[3, 5\) do not fit in out's 4 channels"):
+        C.flow_head(bad, -1, 0)
 
 
 def test_constants_come_from_the_extension():
@@ -67,7 +141,7 @@ def test_constants_come_from_the_extension():
     assert ops.DTYPE_CODES == {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
     assert ops.MEAN_SPLITS == C.MEAN_SPLITS == 64
     assert C.CHANNEL_ALIGN == 8 and all(network.pad8(c) % C.CHANNEL_ALIGN == 0 for c in range(1, 40))
-    # The kernels' sub-pixel tap table (csrc/deconv_taps.h) is the Python one (fastflow.network).
+    # The kernels' sub-pixel tap table (csrc/common/deconv_taps.h) is the Python one (fastflow.network).
     assert C.DECONV_TAPS == network.DECONV_TAPS == ((1, 3), (2, 0))
     for lib in _extensions()[1:]:
         for name in ("DTYPE_CODES", "MEAN_SPLITS", "CHANNEL_ALIGN", "DECONV_TAPS"):

@@ -44,13 +44,14 @@ def _load_sources(csrc: Path):
 
 @pytest.mark.skipif(not (ROOT / "csrc" / "sources.py").exists(), reason="needs the source tree")
 def test_source_lists_search_subfolders(tmp_path):
-    """csrc/sources.py (what setup.py compiles) finds kernels and C++ in subfolders at any depth and
-    keeps the SIMT runtime and its fixture kernels out of fastflow._C."""
+    """csrc/sources.py (what setup.py compiles) finds kernels and C++ in subfolders at any depth, keeps
+    the CPU versions (*_cpu.cpp) out of fastflow._simt and the SIMT runtime and its fixture kernels out
+    of fastflow._C."""
     csrc = tmp_path / "csrc"
     csrc.mkdir()
     shutil.copy(ROOT / "csrc" / "sources.py", csrc / "sources.py")
-    files = ["bindings.cpp", "top.cu", "decoder/deconv/deep.cu", "decoder/plan.cpp", "cpu/op.cpp", "cpu/sub/op2.cpp",
-             "simt/runtime.cpp", "simt/extra/more.cpp", "simt/fixtures.cu", "kernels/k.cuh"]
+    files = ["bindings.cpp", "top.cu", "decoder/deconv/deep.cu", "decoder/plan.cpp", "ops/op/op_cpu.cpp",
+             "ops/sub/deep/op2_cpu.cpp", "simt/runtime.cpp", "simt/extra/more.cpp", "simt/fixtures.cu", "kernels/k.cuh"]
     for f in files:
         (csrc / f).parent.mkdir(parents=True, exist_ok=True)
         (csrc / f).write_text("// test\n")
@@ -61,12 +62,12 @@ def test_source_lists_search_subfolders(tmp_path):
 
     assert rel(s.kernel_sources()) == ["decoder/deconv/deep.cu", "top.cu"]
     assert rel(s.kernel_headers()) == ["kernels/k.cuh"]
-    assert rel(s.c_sources()) == ["bindings.cpp", "decoder/plan.cpp", "cpu/op.cpp", "cpu/sub/op2.cpp"]
+    assert rel(s.c_sources()) == ["bindings.cpp", "decoder/plan.cpp", "ops/op/op_cpu.cpp", "ops/sub/deep/op2_cpu.cpp"]
     assert rel(s.simt_sources()) == ["bindings.cpp", "decoder/plan.cpp", "simt/extra/more.cpp", "simt/runtime.cpp"]
     assert rel(s.simt_kernel_sources()) == ["decoder/deconv/deep.cu", "top.cu", "simt/fixtures.cu"]
     # Object names stay unique across folders.
     objs = [s.object_name(p) for p in s.kernel_sources() + s.c_sources() + s.simt_sources()]
-    assert "decoder_deconv_deep.o" in objs and "cpu_sub_op2.o" in objs
+    assert "decoder_deconv_deep.o" in objs and "ops_sub_deep_op2_cpu.o" in objs
 
 
 @pytest.mark.skipif(not (ROOT / "csrc" / "sources.py").exists(), reason="needs the source tree")
@@ -79,6 +80,14 @@ def test_source_lists_of_this_tree():
     assert set(s.c_sources()) | set(s.simt_runtime_sources()) == set(csrc.rglob("*.cpp"))
     assert not any("simt" in p.relative_to(csrc).parts for p in s.c_sources() + s.kernel_sources())
     assert csrc / "bindings.cpp" in s.c_sources() and csrc / "bindings.cpp" in s.simt_sources()
+    # One folder per op: kernel, CPU version (fastflow._C only) and binding (both extensions).
+    for op in ("normalize_pack", "upsample_flow", "warp", "flow_head"):
+        d = csrc / "ops" / op
+        assert d / f"{op}.cu" in s.kernel_sources() and d / f"{op}_cpu.cpp" in s.cpu_sources(), op
+        assert d / f"{op}_bind.cpp" in s.c_sources() and d / f"{op}_bind.cpp" in s.simt_sources(), op
+    for op in ("conv2d_lrelu", "deconv_lrelu"):  # kernels and CPU emulation: the shared csrc/igemm/
+        assert csrc / "ops" / op / f"{op}_bind.cpp" in s.simt_sources(), op
+    assert not any(p.name.endswith("_cpu.cpp") for p in s.simt_sources())
 
 
 @pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="needs the source tree")

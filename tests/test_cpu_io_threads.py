@@ -1,6 +1,6 @@
-"""The CPU prologue and output kernels (csrc/cpu/normalize_pack.cpp, cpu/upsample_flow.cpp) on
-sizes big enough to be split over threads, odd widths (vector-lane tails), strided inputs, against
-fastflow.reference in float64."""
+"""The CPU prologue and output kernels (csrc/ops/normalize_pack/normalize_pack_cpu.cpp,
+ops/upsample_flow/upsample_flow_cpu.cpp) on sizes big enough to be split over threads, odd widths
+(vector-lane tails), strided inputs, against fastflow.reference in float64."""
 import pytest
 import torch
 

@@ -8,6 +8,7 @@ import torch
 from _igemm_util import igemm_call
 from _simt_util import _require_simt, simt_marks  # noqa: F401
 from fastflow import _backend, ops
+from fastflow.ops import launch
 
 pytestmark = simt_marks
 
@@ -89,7 +90,7 @@ LAUNCH_LEVEL = {"big_smem"}
 def _run(name, bug, x):
     out = np.full(N, np.nan, np.float32)
     lib = _backend.load_simt()
-    with ops._SIMT_LOCK:
+    with launch.SIMT_LOCK:
         try:
             lib.run_fixture(name, bug, x.ctypes.data, out.ctypes.data, N)
         finally:
@@ -131,10 +132,10 @@ def test_op_level_error_names_op_and_source_line():
     out = torch.zeros(1, 8, 5, 6).contiguous(memory_format=torch.channels_last)
     short_x = x.permute(0, 2, 3, 1).reshape(-1)[:-1]
     with ops.simt(), pytest.raises(ops.SimtError) as info:
-        with ops._kernels("conv2d_lrelu", x, {"x": short_x, "weight": wt}, {"out": out}) as lib:
+        with launch.kernels("conv2d_lrelu", x, {"x": short_x, "weight": wt}, {"out": out}) as lib:
             call = igemm_call(lib, x=x.data_ptr(), height=5, width=6, weight=wt.data_ptr(), out=out.data_ptr(),
                               slope=0.1)
-            lib.conv2d_lrelu(call, 0, 0)
+            lib.conv2d_lrelu(call, lib.igemm_plan(call, False), 0, 0)
     msg = str(info.value)
     assert msg.startswith("fastflow.conv2d_lrelu: SIMT check failed in kernel igemm_kernel<1, MathMode::kF32Simt>")
     assert "global memory out of bounds: read of 16 bytes" in msg and "bytes past it)" in msg and "`x` [0x" in msg

@@ -6,7 +6,7 @@ with floating point type", "... for mma.m16n8k8" with .tf32, "ldmatrix"): groupI
 threadID_in_group = lane % 4, element i of a fragment in register i // 2 (low half first) for
 16-bit types. They are written in the ISA's per-element form, independently of the runtime's
 implementation (csrc/simt/warp_ops.cpp). The probes are the same CUDA kernels on both sides
-(csrc/ptx_probe.cu), run through the normal launcher.
+(csrc/ptx_probe/ptx_probe.cu), run through the normal launcher.
 """
 import struct
 

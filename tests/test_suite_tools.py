@@ -465,7 +465,7 @@ def test_op_tests_per_file_and_redo(tools, tmp_path, monkeypatch):
     def fake_pytest(s, name, files, deadline, marker="cuda", extra=()):
         f = name[len("op_tests_"):]
         calls.append(f)
-        hang = f == "conv_lrelu" and not (tmp_path / "fixed").exists()
+        hang = f == "conv2d_lrelu" and not (tmp_path / "fixed").exists()
         counts = {"passed": 0 if hang else 2, "failed": 0, "skipped": 1, "errors": 0}
         return Done(hang), counts, [], []
 
@@ -474,13 +474,13 @@ def test_op_tests_per_file_and_redo(tools, tmp_path, monkeypatch):
     assert suite.Suite(suite.parse_args([str(tmp_path / "a"), *common])).run() == 1
     rec = _record(tmp_path / "a")
     assert calls == list(suite.stages.tests.OP_TEST_FILES) + ["fuzz"] and rec["stages"]["op_tests"]["status"] == "timed out"
-    assert rec["stages"]["op_tests"]["result"]["files"]["conv_lrelu"]["status"] == "timed out"
+    assert rec["stages"]["op_tests"]["result"]["files"]["conv2d_lrelu"]["status"] == "timed out"
     assert rec["tests"]["passed"] == 2 * (len(calls) - 1) and rec["tests"]["skipped"] == len(calls)
     calls.clear()
     (tmp_path / "fixed").touch()
     assert suite.Suite(suite.parse_args([str(tmp_path / "b"), "--redo", *common])).run() == 0
     rec = _record(tmp_path / "b")
-    assert calls == ["conv_lrelu"] and rec["stages"]["op_tests"]["status"] == "passed"
+    assert calls == ["conv2d_lrelu"] and rec["stages"]["op_tests"]["status"] == "passed"
     assert rec["tests"]["passed"] == 2 * (len(suite.stages.tests.OP_TEST_FILES) + 1)
 
 

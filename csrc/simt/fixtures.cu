@@ -4,7 +4,7 @@
 // version computes is stated per kernel, and the test checks it.
 #include <stdexcept>
 
-#include "../ptx.cuh"
+#include "igemm/ptx.cuh"
 #include "fixtures.h"
 #include "runtime.h"
 

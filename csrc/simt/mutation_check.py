@@ -13,7 +13,8 @@ For each, it builds fastflow._simt from a mutated copy of csrc/ into a temporary
 (objects of untouched translation units are reused), puts it beside a copy of the fastflow package
 and runs the SIMT tests of the mutated file (see TESTS) against that copy with -x. A mutation is
 "caught" when those tests fail. Prints one line per mutation and a summary; exit status 1 if a
-deleted barrier or a raised depth survived. It needs the normal build's compiler and pybind11, and
+deleted barrier or a raised depth survived. It needs fastflow/_C*.so in the source tree (python
+setup.py build_ext --inplace), the normal build's compiler and pybind11, and
 takes minutes per mutation on 2 cores (the runtime's checks, not timing, decide).
 """
 from __future__ import annotations
@@ -39,17 +40,18 @@ sys.path.insert(0, str(SIMT))
 import simt_build  # noqa: E402
 import sources  # noqa: E402  (csrc/sources.py, on the path simt_build set)
 
-# The SIMT tests that exercise each kernel source (a mutation elsewhere in the file's kernels can
-# only show there; `pytest -m simt` runs them all).
+# The SIMT tests that exercise each kernel source, by its path under csrc/ (a mutation elsewhere in
+# the file's kernels can only show there; `pytest -m simt` runs them all).
+IGEMM_TESTS = ["tests/ops/test_conv2d_lrelu.py", "tests/ops/test_deconv_lrelu.py", "-m", "simt"]
 TESTS = {
-    "igemm.cuh": ["tests/test_simt_igemm.py"],
-    "igemm.cu": ["tests/test_simt_igemm.py"],
-    "ptx.cuh": ["tests/test_simt_ptx.py", "tests/test_simt_igemm.py"],
-    "flow_head.cu": ["tests/test_simt_kernels.py", "-k", "flow_head"],
-    "normalize_pack.cu": ["tests/test_simt_kernels.py", "-k", "normalize_pack"],
-    "upsample_flow.cu": ["tests/test_simt_kernels.py", "-k", "upsample_flow"],
-    "warp.cu": ["tests/test_simt_kernels.py", "-k", "warp"],
-    "ptx_probe.cu": ["tests/test_simt_ptx.py"],
+    "igemm/igemm.cuh": IGEMM_TESTS,
+    "igemm/igemm.cu": IGEMM_TESTS,
+    "igemm/ptx.cuh": ["tests/test_simt_ptx.py", *IGEMM_TESTS],
+    "ops/flow_head/flow_head.cu": ["tests/ops/test_flow_head.py", "-m", "simt"],
+    "ops/normalize_pack/normalize_pack.cu": ["tests/ops/test_normalize_pack.py", "-m", "simt"],
+    "ops/upsample_flow/upsample_flow.cu": ["tests/ops/test_upsample_flow.py", "-m", "simt"],
+    "ops/warp/warp.cu": ["tests/ops/test_warp.py", "-m", "simt"],
+    "ptx_probe/ptx_probe.cu": ["tests/test_simt_ptx.py"],
 }
 
 BARRIER = re.compile(r"__syncthreads\(\);")
@@ -164,7 +166,7 @@ class Builder:
 
 def run_tests(so: Path, m: Mutation, pkg_copy: Path) -> tuple:
     shutil.copy2(so, pkg_copy / "fastflow" / so.name)
-    args = TESTS.get(m.path.name, ["-m", "simt", "tests"])
+    args = TESTS.get(m.path.as_posix(), ["-m", "simt", "tests"])
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args]
     env = dict(os.environ, PYTHONPATH=str(pkg_copy))
     t0 = time.time()
@@ -189,6 +191,12 @@ def main(argv=None) -> int:
             print(m.name)
         print(f"{len(muts)} mutations")
         return 0
+    if not list((ROOT / "fastflow").glob("_C*.so")):
+        # The package copy needs the source tree's own fastflow._C (the tests plan conv/deconv calls
+        # with it); without one, another installed fastflow's could be imported instead.
+        print("fastflow/_C*.so is missing from the source tree: build it in place first "
+              "(python setup.py build_ext --inplace)")
+        return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="ff_mutation_") as tmp:
         work = Path(tmp)
@@ -204,8 +212,8 @@ def main(argv=None) -> int:
         base.mkdir()
         so = base / ("_simt" + builder.suffix)
         builder._cc(["-shared", *[str(o) for o in builder.base_objs.glob("*.o")], "-o", str(so)])
-        for files in sorted({m.path.name for m in muts}):
-            probe_m = next(m for m in muts if m.path.name == files)
+        for files in sorted({m.path.as_posix() for m in muts}):
+            probe_m = next(m for m in muts if m.path.as_posix() == files)
             rc, secs, tail = run_tests(so, probe_m, pkg)
             print(f"unmutated: {' '.join(TESTS.get(files, ['-m', 'simt']))}: exit {rc} ({secs:.0f} s)", flush=True)
             if rc != 0:

@@ -192,6 +192,10 @@ std::string where(const ThreadState* t);
 // "shared byte N (dynamic +N)" / "(static `red` +N)" / "(unallocated)".
 std::string smem_where(const BlockState* b, size_t offset);
 std::string pc_where(const void* pc);
+// "file:line" of the barrier thread t waits at (paths from csrc/ on).
+std::string bar_site(const ThreadState& t);
+// The SimtError message of a launch with findings: the launch, the first finding, a count of the rest.
+std::string format_failure(const Launch& l);
 // Parks the running fiber and returns to the scheduler (state already set by the caller).
 void yield_to_scheduler();
 

@@ -8,7 +8,7 @@
 // against tables written independently in Python, and on a GPU against the hardware.
 #include <cstring>
 
-#include "../common.h"
+#include "common/common.h"
 #include "runtime.h"
 
 namespace ffsim {

@@ -8,8 +8,11 @@ import time
 
 from ..procs import ROOT, Proc, junit_counts, verbose_counts
 
-OP_TEST_FILES = ("cuda_io_ops", "flow_head", "conv_lrelu", "deconv_lrelu", "reliability", "io", "tracking", "viz")
-OP_TEST_WEIGHT = {"cuda_io_ops": 100, "flow_head": 110, "conv_lrelu": 200, "deconv_lrelu": 100}  # ~ CUDA tests each
+OP_TEST_FILES = ("normalize_pack", "upsample_flow", "warp", "flow_head", "conv2d_lrelu", "deconv_lrelu", "reliability",
+                 "io", "tracking", "viz")
+OP_TESTS_IN_OPS = OP_TEST_FILES[:6]  # tests/ops/test_<op>.py; the others are tests/test_<name>.py
+OP_TEST_WEIGHT = {"normalize_pack": 30, "upsample_flow": 25, "warp": 45, "flow_head": 110, "conv2d_lrelu": 200,
+                  "deconv_lrelu": 100}  # ~ CUDA tests each
 
 
 class NoPytest(Exception):
@@ -82,8 +85,9 @@ def op_tests(s, deadline):
         # a share of what is left by the file's size (x1.5 slack): a hung file cannot starve the rest
         weight = OP_TEST_WEIGHT.get(f, 5)
         share = max(20.0, 1.5 * left * weight / sum(OP_TEST_WEIGHT.get(g, 5) for g, _ in todo[i:]))
-        p, counts, failed, _ = run_pytest(s, f"op_tests_{f}", [os.path.join(ROOT, "tests", f"test_{f}.py")],
-                                          min(deadline, time.time() + share), marker, ("--maxfail=25",))
+        path = os.path.join(ROOT, "tests", *(("ops",) if f in OP_TESTS_IN_OPS else ()), f"test_{f}.py")
+        p, counts, failed, _ = run_pytest(s, f"op_tests_{f}", [path], min(deadline, time.time() + share), marker,
+                                          ("--maxfail=25",))
         per_file[f] = {"status": tests_status(counts, p.timed_out, p.rc), "counts": counts,
                        "failed_tests": failed, "seconds": p.seconds}
         s.record["stages"]["op_tests"]["result"] = result()  # a killed call keeps the files done
