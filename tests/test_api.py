@@ -245,8 +245,8 @@ def test_warp_width_two_channels_first_tensors():
     """A channels-first flow whose width is 2 is still read channels-first when only that fits x."""
     x = torch.rand(1, 3, 5, 2)
     flow = torch.rand(1, 2, 5, 2)
-    torch.testing.assert_close(fastflow.warp(x, flow), fastflow.ops._warp_nchw(x, flow))
-    torch.testing.assert_close(fastflow.warp(x[0].numpy(), flow[0].numpy()), fastflow.ops._warp_nchw(x[0], flow[0]).numpy())
+    torch.testing.assert_close(fastflow.warp(x, flow), fastflow.ops.warp_nchw(x, flow))
+    torch.testing.assert_close(fastflow.warp(x[0].numpy(), flow[0].numpy()), fastflow.ops.warp_nchw(x[0], flow[0]).numpy())
 
 
 def test_warp_ambiguous_layout_tensor_first_numpy_last():
@@ -263,6 +263,6 @@ def test_warp_ambiguous_layout_tensor_first_numpy_last():
     xn, fn = x[0].permute(1, 2, 0).numpy(), flow[0].permute(1, 2, 0).numpy()  # (H, W, C): (1, 2, 2)
     xn, fn = np.ascontiguousarray(np.swapaxes(xn, 0, 1)), np.ascontiguousarray(np.swapaxes(fn, 0, 1))  # (2, 1, 2)
     out = fastflow.warp(xn, fn)
-    want_hwc = fastflow.ops._warp_nchw(torch.from_numpy(xn).permute(2, 0, 1)[None].contiguous(),
+    want_hwc = fastflow.ops.warp_nchw(torch.from_numpy(xn).permute(2, 0, 1)[None].contiguous(),
                                        torch.from_numpy(fn).permute(2, 0, 1)[None].contiguous())[0].permute(1, 2, 0)
     np.testing.assert_allclose(out, want_hwc.numpy(), rtol=1e-6, atol=1e-6)

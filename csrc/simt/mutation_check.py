@@ -1,5 +1,5 @@
-"""Mutation check of the SIMT tests: does `pytest -m simt` notice a deleted barrier or a wrong
-cp.async wait depth anywhere in csrc/?
+"""Mutation check of the SIMT tests: does `pytest -m simt` notice a deleted barrier, a wrong
+cp.async wait depth or a dropped tile offset anywhere in csrc/?
 
     python csrc/simt/mutation_check.py [--list] [--only SUBSTRING] [--jobs N] [--decrease] [--json OUT]
 
@@ -7,6 +7,7 @@ Enumerates the mutations of every kernel source of the project (csrc/**/*.cu, *.
 kernels in csrc/simt/fixtures.cu are deliberately buggy test material and not mutated):
   - each `__syncthreads();` statement deleted;
   - each `cp_async_wait<D>()` call with the depth raised to D + 1 (one group too few waited);
+  - each block tile origin `m0 + ` / `n0 + ` dropped from an index (the block writes tile 0);
   - with --decrease also D - 1 (waits for more than needed: semantically equivalent, slower; these
     are expected to survive and are reported apart).
 For each, it builds fastflow._simt from a mutated copy of csrc/ into a temporary directory
@@ -42,7 +43,8 @@ import sources  # noqa: E402  (csrc/sources.py, on the path simt_build set)
 
 # The SIMT tests that exercise each kernel source, by its path under csrc/ (a mutation elsewhere in
 # the file's kernels can only show there; `pytest -m simt` runs them all).
-IGEMM_TESTS = ["tests/ops/test_conv2d_lrelu.py", "tests/ops/test_deconv_lrelu.py", "-m", "simt"]
+IGEMM_TESTS = ["tests/ops/test_conv2d_lrelu.py", "tests/ops/test_deconv_lrelu.py", "tests/test_simt_plan_coverage.py",
+               "-m", "simt"]
 TESTS = {
     "igemm/igemm.cuh": IGEMM_TESTS,
     "igemm/igemm.cu": IGEMM_TESTS,
@@ -56,13 +58,17 @@ TESTS = {
 
 BARRIER = re.compile(r"__syncthreads\(\);")
 WAIT = re.compile(r"cp_async_wait<([^<>()]+)>\(\)")
+# A block's tile origin dropped from a row or column index (`n0 + c` -> `c`): the block then
+# overwrites tile 0's rows/columns and leaves its own unwritten, which only a launch with several
+# tiles along that axis shows (tests/test_simt_plan_coverage.py runs one per model plan class).
+TILE_OFFSET = re.compile(r"\b([mn]0) \+ ")
 
 
 @dataclass
 class Mutation:
     path: Path  # relative to csrc/
     line: int
-    kind: str  # "delete barrier", "wait depth +1", "wait depth -1"
+    kind: str  # "delete barrier", "drop tile offset m0|n0", "wait depth +1", "wait depth -1"
     old: str
     new: str
     expect_caught: bool
@@ -87,6 +93,9 @@ def enumerate_mutations(decrease: bool):
                 continue
             for m in BARRIER.finditer(code):
                 out.append(Mutation(rel, i, "delete barrier", line, line[: m.start()] + line[m.end():], True))
+            for m in TILE_OFFSET.finditer(code):
+                out.append(Mutation(rel, i, f"drop tile offset {m.group(1)}", line,
+                                    line[: m.start()] + line[m.end():], True))
             for m in WAIT.finditer(code):
                 depth = m.group(1)
                 up = line[: m.start(1)] + f"({depth}) + 1" + line[m.end(1):]
@@ -242,7 +251,7 @@ def main(argv=None) -> int:
     must = [r for r in results if r["expect_caught"]]
     missed = [r for r in must if r["status"] != "caught"]
     equiv = [r for r in results if not r["expect_caught"]]
-    print(f"\n{len(must) - len(missed)} of {len(must)} barrier deletions / raised wait depths caught"
+    print(f"\n{len(must) - len(missed)} of {len(must)} barrier deletions / raised wait depths / dropped tile offsets caught"
           + (f"; {sum(r['status'] == 'survived' for r in equiv)} of {len(equiv)} lowered depths (equivalent) "
              "survived, as expected" if equiv else ""))
     for r in missed:

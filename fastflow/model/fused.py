@@ -140,7 +140,7 @@ def forward(model, inputs: torch.Tensor, graph: bool) -> torch.Tensor:
         if cuda and not capturing and e.last_event is not None and e.last_stream != stream:
             stream.wait_event(e.last_event)
         # Validated by forward(): launch directly, without the op dispatcher's ~20 us.
-        ops._normalize_pack_impl(inputs if inputs.dtype == torch.float32 else inputs.float(), model.rgb_max, e.bufs["input"])
+        ops.launch_normalize_pack(inputs if inputs.dtype == torch.float32 else inputs.float(), model.rgb_max, e.bufs["input"])
         if graph and cuda and not capturing:
             if e.graph is None:
                 e.graph, e.flow2 = capture(plan, e, stream)
@@ -148,7 +148,7 @@ def forward(model, inputs: torch.Tensor, graph: bool) -> torch.Tensor:
             flow2 = e.flow2
         else:
             flow2 = run_network(plan, e)
-        out = ops._upsample_flow_impl(flow2, model.div_flow)
+        out = ops.launch_upsample_flow(flow2, model.div_flow)
         if cuda and not capturing:
             ev = torch.cuda.Event()
             ev.record(stream)

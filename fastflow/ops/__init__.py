@@ -27,12 +27,8 @@ from .normalize_pack import launch_normalize_pack, normalize_pack
 from .upsample_flow import launch_upsample_flow, upsample_flow
 from .warp import warp, warp_nchw
 
-# Module attributes of the former fastflow/ops.py: the SIMT runtime's emulated GPU, and the names
-# fastflow/model.py and tests/test_api.py still use.
+# Module attributes of the former fastflow/ops.py: the SIMT runtime's emulated GPU.
 EMULATED_SMS, SIMT_SMEM_OPTIN = launch.EMULATED_SMS, launch.SIMT_SMEM_OPTIN
-_normalize_pack_impl = launch_normalize_pack
-_upsample_flow_impl = launch_upsample_flow
-_warp_nchw = warp_nchw
 
 __all__ = [
     "normalize_pack",
