@@ -1,0 +1,408 @@
+"""Carrying points, boxes and masks from frame to frame along the flow, with a forward-backward check.
+
+Coordinates are pixels ``(x, y)``, pixel centres at integers (as :func:`fastflow.track_points`).
+Boxes are ``(x, y, w, h)``: left, top, width, height in pixels, the box covering ``x <= px < x + w``.
+
+Forward-backward consistency (Sundaram, Brox and Keutzer, "Dense point trajectories by GPU-accelerated
+large displacement optical flow", ECCV 2010, eq. 5): with ``w_f`` the forward flow at a point ``x``
+and ``w_b`` the backward flow at ``x + w_f``, the point is kept when
+
+    |w_f + w_b|^2 < alpha * (|w_f|^2 + |w_b|^2) + beta          (alpha = 0.01, beta = 0.5 px^2)
+
+and flagged lost otherwise (it went behind something, or the flow there is wrong). A point also
+becomes lost when it leaves the image or its flow is not finite. Lost points stay lost.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["FB_ALPHA", "FB_BETA", "FlowSource", "flow_source", "dis_flow", "flow_stream", "fb_check",
+           "box_grid", "BoxState", "propagate_box", "propagate_mask", "propagate", "PropagateFrame",
+           "check_boxes", "check_points"]
+
+# Sundaram, Brox, Keutzer (ECCV 2010): the forward-backward thresholds of their paper.
+FB_ALPHA = 0.01
+FB_BETA = 0.5
+
+
+# ------------------------------------------------------------------------------------- flow sources
+class FlowSource:
+    """Flow for batches of frame pairs: a FlowNet2-S module (any device and precision: runs
+    :func:`fastflow.estimate_flow` on the whole batch) or any callable ``(img1, img2) -> (H, W, 2)``
+    flow in pixels from img1 to img2 (numpy array or tensor). ``pairs(firsts, seconds)`` gives a list
+    of ``(H, W, 2)`` float32 numpy arrays."""
+
+    def __init__(self, flow):
+        self.model = None
+        self.fn = None
+        if isinstance(flow, FlowSource):
+            self.model, self.fn, self.name = flow.model, flow.fn, flow.name
+            return
+        if hasattr(flow, "parameters") and hasattr(flow, "forward"):  # a torch module
+            self.model = flow
+            p = next(flow.parameters())
+            self.name = f"FlowNet2-S ({p.device}, {p.dtype})"
+        elif callable(flow):
+            self.fn = flow
+            self.name = getattr(flow, "__name__", type(flow).__name__)
+        else:
+            raise TypeError(f"flow must be a FlowNet2S model or a callable (img1, img2) -> (H, W, 2) flow, "
+                            f"got {type(flow).__name__}")
+
+    def pairs(self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray]) -> List[np.ndarray]:
+        if not firsts:
+            return []
+        h, w = firsts[0].shape[:2]
+        if self.model is not None:
+            from ..api import estimate_flow
+
+            out = estimate_flow(self.model, np.stack(firsts), np.stack(seconds))
+            flows = list(np.asarray(out, dtype=np.float32))
+        else:
+            flows = []
+            for a, b in zip(firsts, seconds):
+                f = self.fn(a, b)
+                if hasattr(f, "detach"):
+                    f = f.detach().cpu().numpy()
+                flows.append(np.asarray(f, dtype=np.float32))
+        for f in flows:
+            if f.shape != (h, w, 2):
+                raise ValueError(f"flow source {self.name} gave flow of shape {f.shape} for {w}x{h} frames; "
+                                 f"expected ({h}, {w}, 2)")
+        return flows
+
+
+def flow_source(flow) -> FlowSource:
+    """``flow`` as a :class:`FlowSource` (a FlowNet2S module, a callable, or a FlowSource)."""
+    return flow if isinstance(flow, FlowSource) else FlowSource(flow)
+
+
+def dis_flow(preset: str = "medium") -> Callable:
+    """OpenCV's DIS optical flow (Kroeger et al., ECCV 2016) as a flow callable, a classical baseline
+    to compare with FlowNet2-S; needs ``opencv-python-headless``. ``preset``: ultrafast, fast, medium."""
+    try:
+        import cv2
+    except ImportError:
+        raise ImportError("DIS flow needs OpenCV: pip install opencv-python-headless") from None
+    presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+    if preset not in presets:
+        raise ValueError(f"unknown DIS preset {preset!r} (use {', '.join(presets)})")
+    dis = cv2.DISOpticalFlow_create(presets[preset])
+
+    def grey(img):
+        img = np.asarray(img)
+        if img.dtype != np.uint8:
+            img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else np.clip(img * 255, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+
+    def dis_flow(img1, img2):
+        return dis.calc(grey(img1), grey(img2), None)
+
+    dis_flow.__name__ = f"dis_flow[{preset}]"
+    return dis_flow
+
+
+def flow_stream(frames: Iterable, flow, *, batch: int = 4, backward: bool = True,
+                name: str = "video") -> Iterator:
+    """Stream a video's flow: yields ``(k, frame_k, fwd, bwd)`` for k = 0, 1, ...: ``fwd`` the flow
+    from frame k-1 to frame k (on frame k-1's pixels), ``bwd`` from frame k back to k-1 (on frame k's
+    pixels; None unless ``backward``); both None for k = 0. ``batch`` pairs go through the flow
+    source together (forward and backward pairs in one batch), so at most ``batch + 1`` frames are
+    held. Frames of changing size raise ValueError naming the frame; no frames at all raise
+    ValueError ("empty video")."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    src = flow_source(flow)
+    shape = None
+    pending = []  # frames whose pair with the previous frame is not computed yet
+    prev = None
+    k = -1
+
+    def flush():
+        firsts = [prev_f for prev_f, _ in pending]
+        seconds = [f for _, f in pending]
+        if backward:
+            flows = src.pairs(firsts + seconds, seconds + firsts)
+            fwds, bwds = flows[: len(pending)], flows[len(pending):]
+        else:
+            fwds, bwds = src.pairs(firsts, seconds), [None] * len(pending)
+        return fwds, bwds
+
+    start = 0
+    for k, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.ndim not in (2, 3) or frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise ValueError(f"{name}: frame {k} has shape {frame.shape}; expected an (H, W, 3) image")
+        if shape is None:
+            shape = frame.shape[:2]
+            prev = frame
+            yield 0, frame, None, None
+            start = 1
+            continue
+        if frame.shape[:2] != shape:
+            raise ValueError(f"{name}: frame {k} is {frame.shape[1]}x{frame.shape[0]}, but frame 0 is "
+                             f"{shape[1]}x{shape[0]}; all frames must have one size")
+        pending.append((prev, frame))
+        prev = frame
+        if len(pending) >= batch:
+            fwds, bwds = flush()
+            for j, (_, f) in enumerate(pending):
+                yield start + j, f, fwds[j], bwds[j]
+            start += len(pending)
+            pending = []
+    if shape is None:
+        raise ValueError(f"{name}: empty video (no frames)")
+    if pending:
+        fwds, bwds = flush()
+        for j, (_, f) in enumerate(pending):
+            yield start + j, f, fwds[j], bwds[j]
+
+
+# ------------------------------------------------------------------------------- points and the check
+def _sample(flow: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Bilinear flow at points (``fastflow.track_points`` without the addition)."""
+    from ..tracking import track_points
+
+    if len(pts) == 0:
+        return np.zeros((0, 2), np.float64)
+    return track_points(flow, pts.astype(np.float64)) - pts
+
+
+def fb_check(fwd: np.ndarray, bwd: Optional[np.ndarray], pts: np.ndarray, alpha: float = FB_ALPHA,
+             beta: float = FB_BETA):
+    """Move ``(N, 2)`` points along ``fwd`` and test each with the forward-backward check (module
+    docstring). Returns ``(new_points, ok)``: ``ok`` is False where the check fails (``bwd`` None:
+    no check), the flow is not finite, or the new point is outside the image."""
+    pts = np.asarray(pts, np.float64).reshape(-1, 2)
+    h, w = fwd.shape[:2]
+    wf = _sample(fwd, pts)
+    new = pts + wf
+    ok = np.isfinite(new).all(axis=1)
+    ok &= (new[:, 0] >= 0) & (new[:, 0] <= w - 1) & (new[:, 1] >= 0) & (new[:, 1] <= h - 1)
+    if bwd is not None and len(pts):
+        safe = np.where(np.isfinite(new), new, 0.0)
+        wb = _sample(bwd, safe)
+        err = ((wf + wb) ** 2).sum(axis=1)
+        bound = alpha * ((wf ** 2).sum(axis=1) + (wb ** 2).sum(axis=1)) + beta
+        with np.errstate(invalid="ignore"):
+            ok &= np.isfinite(err) & (err < bound)
+    return new, ok
+
+
+def check_points(points, shape, name: str = "points") -> np.ndarray:
+    """``(N, 2)`` float64 points, finite and inside an ``(H, W)`` image, else ValueError naming one."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (N, 2) (x, y), got {pts.shape}")
+    h, w = shape
+    bad = ~np.isfinite(pts).all(axis=1) | (pts[:, 0] < 0) | (pts[:, 0] > w - 1) | (pts[:, 1] < 0) | (pts[:, 1] > h - 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}] = {tuple(pts[i])} is outside the {w}x{h} image (x in 0..{w - 1}, y in 0..{h - 1})")
+    return pts
+
+
+def check_boxes(boxes, shape, name: str = "boxes", clip: bool = True) -> np.ndarray:
+    """``(K, 4)`` float64 ``(x, y, w, h)`` boxes: finite, positive size, overlapping an ``(H, W)``
+    image. A box entirely outside the image raises ValueError naming it; one partly outside is clipped
+    to the image (``clip``)."""
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.size == 0:
+        return np.zeros((0, 4))
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (K, 4) (x, y, width, height), got {b.shape}")
+    h, w = shape
+    for i, (x, y, bw, bh) in enumerate(b):
+        if not np.isfinite([x, y, bw, bh]).all() or bw <= 0 or bh <= 0:
+            raise ValueError(f"{name}[{i}] = {(x, y, bw, bh)}: width and height must be positive and finite")
+        if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
+            raise ValueError(f"{name}[{i}] = {(x, y, bw, bh)} (x, y, width, height) lies outside the {w}x{h} image")
+    return clip_boxes(b, shape) if clip else b
+
+
+def clip_boxes(b: np.ndarray, shape) -> np.ndarray:
+    h, w = shape
+    x0, y0 = np.clip(b[:, 0], 0, w), np.clip(b[:, 1], 0, h)
+    x1, y1 = np.clip(b[:, 0] + b[:, 2], 0, w), np.clip(b[:, 1] + b[:, 3], 0, h)
+    return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+
+
+def box_grid(box, n: int = 6, inset: float = 0.1) -> np.ndarray:
+    """``n x n`` points spread over a box, ``inset`` of its size away from the edges (edge pixels mix
+    the object's flow with what is behind it)."""
+    x, y, w, h = box
+    f = inset + (1 - 2 * inset) * (np.arange(n) + 0.5) / n
+    gx, gy = np.meshgrid(x - 0.5 + f * w, y - 0.5 + f * h)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------- boxes
+@dataclass
+class BoxState:
+    """One box carried along the flow: its points (``points``, ``visible``), the box, the last
+    displacement of its centre (``velocity``, px/frame) and whether it is ``lost`` (too few points)."""
+
+    box: np.ndarray
+    points: np.ndarray
+    visible: np.ndarray
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    lost: bool = False
+
+    @classmethod
+    def seed(cls, box, n: int = 6, extra: Optional[np.ndarray] = None, shape=None, exclude=None) -> "BoxState":
+        """A fresh ``n x n`` grid of points in ``box`` (plus ``extra`` points). Grid points inside any of
+        the ``exclude`` boxes (other objects' boxes overlapping this one: whichever is in front, those
+        pixels are ambiguous) are left out, unless fewer than 4 points would remain."""
+        pts = box_grid(box, n)
+        if exclude is not None and len(exclude):
+            ex = np.asarray(exclude, np.float64).reshape(-1, 4)
+            inside = ((pts[:, None, 0] >= ex[None, :, 0]) & (pts[:, None, 0] < ex[None, :, 0] + ex[None, :, 2])
+                      & (pts[:, None, 1] >= ex[None, :, 1]) & (pts[:, None, 1] < ex[None, :, 1] + ex[None, :, 3])).any(1)
+            if (~inside).sum() >= 4:
+                pts = pts[~inside]
+        if extra is not None and len(extra):
+            pts = np.concatenate([pts, extra])
+        vis = np.ones(len(pts), bool)
+        if shape is not None:
+            h, w = shape
+            vis = (pts[:, 0] >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= h - 1)
+        return cls(np.asarray(box, np.float64), pts, vis)
+
+
+def _dominant_motion(disp: np.ndarray, outlier_px: float, outlier_rel: float):
+    """The displacement most points agree with (the one with the most others within tolerance), the
+    median over those points, and which points agree with it."""
+    tol = np.maximum(outlier_px, outlier_rel * np.hypot(*disp.T))
+    d = np.hypot(*(disp[:, None] - disp[None]).transpose(2, 0, 1))
+    support = (d <= tol[:, None]).sum(axis=1)
+    best = int(np.argmax(support))
+    med = np.median(disp[d[best] <= tol[best]], axis=0)
+    agree = np.hypot(*(disp - med).T) <= max(outlier_px, outlier_rel * float(np.hypot(*med)))
+    return med, agree
+
+
+def propagate_box(state: BoxState, fwd, bwd, *, alpha=FB_ALPHA, beta=FB_BETA, min_visible: float = 0.3,
+                  min_points: int = 3, outlier_px: float = 1.5, outlier_rel: float = 0.3,
+                  scale: bool = True) -> BoxState:
+    """One step of a box: its visible points go through :func:`fb_check`; of those that pass, the
+    ones that do not move with the majority are dropped as well (they sit on something else, e.g. an
+    occluder inside the box): the dominant displacement is the one with the most points within
+    ``max(outlier_px, outlier_rel |d|)`` of it. The box moves by the median displacement of the points
+    kept and, with ``scale``, is scaled by the median ratio of their pairwise distances (the
+    median-flow rule). It is ``lost`` once fewer than ``min_visible`` of its points, or fewer than
+    ``min_points``, remain; a lost box no longer moves along the flow."""
+    if state.lost:
+        return state
+    vis = state.visible.copy()
+    idx = np.flatnonzero(vis)
+    new_pts = state.points.copy()
+    moved, ok = fb_check(fwd, bwd, state.points[idx], alpha, beta)
+    new_pts[idx] = moved
+    disp = moved - state.points[idx]
+    good = ok.copy()
+    if good.any():
+        _, agree = _dominant_motion(disp[good], outlier_px, outlier_rel)
+        good[np.flatnonzero(good)[~agree]] = False
+    vis[idx] = good
+    n_vis = int(vis.sum())
+    if n_vis < max(min_points, min_visible * len(vis)) or not good.any():
+        return BoxState(state.box, new_pts, vis, state.velocity, lost=True)
+    med = np.median(disp[good], axis=0)
+    s = 1.0
+    if scale and n_vis >= 2:
+        p0, p1 = state.points[idx][good], moved[good]
+        i, j = np.triu_indices(len(p0), 1)
+        d0 = np.hypot(*(p0[i] - p0[j]).T)
+        keep = d0 > 1.0
+        if keep.any():
+            s = float(np.clip(np.median(np.hypot(*(p1[i] - p1[j]).T)[keep] / d0[keep]), 0.5, 2.0))
+    x, y, w, h = state.box
+    cx, cy = x + w / 2 + med[0], y + h / 2 + med[1]
+    box = np.array([cx - s * w / 2, cy - s * h / 2, s * w, s * h])
+    return BoxState(box, new_pts, vis, med)
+
+
+def propagate_mask(mask: np.ndarray, bwd: np.ndarray) -> np.ndarray:
+    """A mask of frame k-1 carried to frame k: each pixel of frame k takes the mask value where the
+    backward flow (frame k -> k-1) points, bilinearly, thresholded at 0.5. A pixel of frame k that shows
+    something else (an occluder) points back at that thing, so an occluded part drops out of the mask."""
+    h, w = mask.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx, sy = xx + bwd[..., 0], yy + bwd[..., 1]
+    inside = np.isfinite(sx) & np.isfinite(sy) & (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+    sx = np.clip(np.nan_to_num(sx), 0, w - 1)
+    sy = np.clip(np.nan_to_num(sy), 0, h - 1)
+    x0 = np.minimum(np.floor(sx).astype(int), max(w - 2, 0))
+    y0 = np.minimum(np.floor(sy).astype(int), max(h - 2, 0))
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = sx - x0, sy - y0
+    m = mask.astype(np.float64)
+    v = (m[y0, x0] * (1 - fx) + m[y0, x1] * fx) * (1 - fy) + (m[y1, x0] * (1 - fx) + m[y1, x1] * fx) * fy
+    return (v >= 0.5) & inside
+
+
+# --------------------------------------------------------------------------------- the video driver
+@dataclass
+class PropagateFrame:
+    """What :func:`propagate` knows at frame ``index``: ``points`` ``(N, 2)`` with ``visible``
+    ``(N,)`` (False = lost: occluded, flow inconsistent, or left the image; its position is then the
+    last one tracked), ``boxes`` ``(K, 4)`` (x, y, w, h) with ``box_lost`` ``(K,)``, ``masks``
+    ``(M, H, W)`` bool (or None), and the frame itself when asked for (``keep_frames``)."""
+
+    index: int
+    points: np.ndarray
+    visible: np.ndarray
+    boxes: np.ndarray
+    box_lost: np.ndarray
+    masks: Optional[np.ndarray] = None
+    frame: Optional[np.ndarray] = None
+
+
+def propagate(frames: Iterable, flow, *, points=None, boxes=None, masks=None, batch: int = 4,
+              alpha: float = FB_ALPHA, beta: float = FB_BETA, grid: int = 6, min_visible: float = 0.3,
+              check: bool = True, keep_frames: bool = False, name: str = "video") -> Iterator[PropagateFrame]:
+    """Carry ``points`` ``(N, 2)``, ``boxes`` ``(K, 4)`` and ``masks`` ``(M, H, W)`` given on frame 0
+    through ``frames`` (an iterable of images, e.g. ``fastflow.images.open_frames(path)``) along the
+    flow of ``flow`` (a FlowNet2S model or a callable ``(img1, img2) -> (H, W, 2)``): yields one
+    :class:`PropagateFrame` per frame, frame 0 included, streaming (``batch`` pairs in memory).
+
+    Each point is checked forward-backward (``alpha``, ``beta``: module docstring; ``check=False``
+    skips the backward flow and the check, halving the flow computed). Each box follows the median
+    displacement of a ``grid x grid`` set of its points (:func:`propagate_box`) and is lost when fewer
+    than ``min_visible`` of them remain. Masks follow the backward flow (:func:`propagate_mask`; they
+    need ``check``). Points or boxes outside frame 0 raise ValueError naming them."""
+    if masks is not None and not check:
+        raise ValueError("masks follow the backward flow: they need check=True")
+    states: List[BoxState] = []
+    pts = vis = mk = None
+    for k, frame, fwd, bwd in flow_stream(frames, flow, batch=batch, backward=check, name=name):
+        if k == 0:
+            shape = frame.shape[:2]
+            pts = check_points(np.zeros((0, 2)) if points is None else points, shape)
+            vis = np.ones(len(pts), bool)
+            bx = check_boxes(np.zeros((0, 4)) if boxes is None else boxes, shape)
+            states = [BoxState.seed(b, grid, shape=shape) for b in bx]
+            if masks is not None:
+                mk = np.asarray(masks).astype(bool)
+                if mk.ndim == 2:
+                    mk = mk[None]
+                if mk.shape[1:] != shape:
+                    raise ValueError(f"masks are {mk.shape[1:]} (H, W) but frame 0 of {name} is {shape}")
+        else:
+            idx = np.flatnonzero(vis)
+            moved, ok = fb_check(fwd, bwd, pts[idx], alpha, beta)
+            pts = pts.copy()
+            pts[idx] = np.where(ok[:, None], moved, pts[idx])
+            vis = vis.copy()
+            vis[idx] = ok
+            states = [propagate_box(s, fwd, bwd, alpha=alpha, beta=beta, min_visible=min_visible) for s in states]
+            if mk is not None:
+                mk = np.stack([propagate_mask(m, bwd) for m in mk])
+        yield PropagateFrame(k, pts.copy(), vis.copy(),
+                             np.array([s.box for s in states]).reshape(-1, 4),
+                             np.array([s.lost for s in states], bool),
+                             None if mk is None else mk.copy(), frame if keep_frames else None)
