@@ -193,12 +193,19 @@ class Tracker:
                 matched[id(group[r])] = free[c]
                 taken.add(free[c])
             free = [j for j in free if j not in taken]
-        boxes = np.array([d.box for d in dets]).reshape(-1, 4)
-        others = lambda j: np.delete(boxes, j, axis=0)  # noqa: E731  (seeds avoid the other detections)
+        # New points avoid the other objects: the other detections and the other tracks still followed
+        # (a detector miss must not let a track seed points on its neighbour).
+        det_boxes = np.array([d.box for d in dets]).reshape(-1, 4)
+        owner = {j: id(s) for s in self.tracks for j in [matched.get(id(s))] if j is not None}
+        live = [(id(s), s.box) for s in self.tracks if not s.lost]
+
+        def others(j):
+            near = [b for sid, b in live if sid != owner.get(j)]
+            return np.concatenate([np.delete(det_boxes, j, axis=0), np.array(near).reshape(-1, 4)])
+
         for s in self.tracks:
             if id(s) in matched:
-                j = matched[id(s)]
-                s.update(dets[j], self.grid, self.shape, others(j))
+                s.update(dets[matched[id(s)]], self.grid, self.shape, others(matched[id(s)]))
         for j in free:
             self.tracks.append(_State(self.next_id, dets[j], self.grid, self.shape, others(j)))
             matched[id(self.tracks[-1])] = j

@@ -326,23 +326,45 @@ def propagate_box(state: BoxState, fwd, bwd, *, alpha=FB_ALPHA, beta=FB_BETA, mi
     return BoxState(box, new_pts, vis, med)
 
 
-def propagate_mask(mask: np.ndarray, bwd: np.ndarray) -> np.ndarray:
-    """A mask of frame k-1 carried to frame k: each pixel of frame k takes the mask value where the
-    backward flow (frame k -> k-1) points, bilinearly, thresholded at 0.5. A pixel of frame k that shows
-    something else (an occluder) points back at that thing, so an occluded part drops out of the mask."""
-    h, w = mask.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    sx, sy = xx + bwd[..., 0], yy + bwd[..., 1]
-    inside = np.isfinite(sx) & np.isfinite(sy) & (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
-    sx = np.clip(np.nan_to_num(sx), 0, w - 1)
-    sy = np.clip(np.nan_to_num(sy), 0, h - 1)
+def _bilinear_at(img: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
+    """``img`` (H, W) or (H, W, C) sampled bilinearly at (sx, sy), positions clamped to the image."""
+    h, w = img.shape[:2]
+    sx, sy = np.clip(sx, 0, w - 1), np.clip(sy, 0, h - 1)
     x0 = np.minimum(np.floor(sx).astype(int), max(w - 2, 0))
     y0 = np.minimum(np.floor(sy).astype(int), max(h - 2, 0))
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
     fx, fy = sx - x0, sy - y0
-    m = mask.astype(np.float64)
-    v = (m[y0, x0] * (1 - fx) + m[y0, x1] * fx) * (1 - fy) + (m[y1, x0] * (1 - fx) + m[y1, x1] * fx) * fy
-    return (v >= 0.5) & inside
+    if img.ndim == 3:
+        fx, fy = fx[..., None], fy[..., None]
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    return top * (1 - fy) + (img[y1, x0] * (1 - fx) + img[y1, x1] * fx) * fy
+
+
+def propagate_mask(mask: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, alpha: float = FB_ALPHA,
+                   beta: float = FB_BETA) -> np.ndarray:
+    """A mask of frame k-1 carried to frame k: each pixel ``y`` of frame k takes the mask value at
+    ``y + w_b(y)`` (backward flow, bilinear), where the backward flow is
+    consistent with the forward flow there (the same check as for points, run backward). A pixel that
+    shows an occluder points back at the occluder, outside the mask; a pixel just uncovered (background
+    revealed behind a moving object) fails the check: both drop out of the mask.
+
+    The mask is soft: a float mask in 0..1 in and out (pass a bool mask the first time; threshold the
+    result at 0.5 for a binary mask). Carrying the soft values keeps the sub-pixel position of the
+    edges; re-binarising every frame would lose up to half a pixel per frame and the mask would drift."""
+    h, w = mask.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    wb = bwd.astype(np.float64)
+    sx, sy = xx + wb[..., 0], yy + wb[..., 1]
+    ok = np.isfinite(sx) & np.isfinite(sy) & (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+    sx, sy = np.nan_to_num(sx), np.nan_to_num(sy)
+    # Forward flow at the nearest pixel: bilinear mixing across the object's edge would fail the check
+    # there every frame and erode the mask.
+    h1, w1 = fwd.shape[:2]
+    wf = fwd[np.clip(np.rint(sy).astype(int), 0, h1 - 1), np.clip(np.rint(sx).astype(int), 0, w1 - 1)].astype(np.float64)
+    err = ((wb + wf) ** 2).sum(-1)
+    with np.errstate(invalid="ignore"):
+        ok &= err < alpha * ((wb ** 2).sum(-1) + (wf ** 2).sum(-1)) + beta
+    return np.where(ok, _bilinear_at(mask.astype(np.float32), sx, sy), np.float32(0))
 
 
 # --------------------------------------------------------------------------------- the video driver
@@ -373,8 +395,8 @@ def propagate(frames: Iterable, flow, *, points=None, boxes=None, masks=None, ba
     Each point is checked forward-backward (``alpha``, ``beta``: module docstring; ``check=False``
     skips the backward flow and the check, halving the flow computed). Each box follows the median
     displacement of a ``grid x grid`` set of its points (:func:`propagate_box`) and is lost when fewer
-    than ``min_visible`` of them remain. Masks follow the backward flow (:func:`propagate_mask`; they
-    need ``check``). Points or boxes outside frame 0 raise ValueError naming them."""
+    than ``min_visible`` of them remain. Masks follow the backward flow, checked against the forward flow
+    (:func:`propagate_mask`; they need ``check``). Points or boxes outside frame 0 raise ValueError naming them."""
     if masks is not None and not check:
         raise ValueError("masks follow the backward flow: they need check=True")
     states: List[BoxState] = []
@@ -387,7 +409,7 @@ def propagate(frames: Iterable, flow, *, points=None, boxes=None, masks=None, ba
             bx = check_boxes(np.zeros((0, 4)) if boxes is None else boxes, shape)
             states = [BoxState.seed(b, grid, shape=shape) for b in bx]
             if masks is not None:
-                mk = np.asarray(masks).astype(bool)
+                mk = np.asarray(masks).astype(bool).astype(np.float32)  # soft from here on
                 if mk.ndim == 2:
                     mk = mk[None]
                 if mk.shape[1:] != shape:
@@ -401,8 +423,8 @@ def propagate(frames: Iterable, flow, *, points=None, boxes=None, masks=None, ba
             vis[idx] = ok
             states = [propagate_box(s, fwd, bwd, alpha=alpha, beta=beta, min_visible=min_visible) for s in states]
             if mk is not None:
-                mk = np.stack([propagate_mask(m, bwd) for m in mk])
+                mk = np.stack([propagate_mask(m, fwd, bwd, alpha, beta) for m in mk])
         yield PropagateFrame(k, pts.copy(), vis.copy(),
                              np.array([s.box for s in states]).reshape(-1, 4),
                              np.array([s.lost for s in states], bool),
-                             None if mk is None else mk.copy(), frame if keep_frames else None)
+                             None if mk is None else mk >= 0.5, frame if keep_frames else None)
