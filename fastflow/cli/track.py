@@ -100,15 +100,22 @@ def run(args) -> int:
         flow, label = args.flow, ""
     else:
         raise CLIError(f"--flow {args.flow!r}: use model, dis, dis:fast or dis:ultrafast")
-    bar = tqdm(unit="frame", desc="track", file=sys.stderr, dynamic_ncols=True, disable=args.quiet)
+    bars = []  # made at the first frame, so errors found before it come alone
+
+    def progress(k):
+        if not bars:
+            bars.append(tqdm(unit="frame", desc="track", file=sys.stderr, dynamic_ncols=True, disable=args.quiet))
+        bars[0].update(1)
+
     try:
         s = track_video(args.source, flow, detections=args.detections, points=points, boxes=boxes, masks=masks,
                         mot=args.mot, json_path=args.json, overlay=args.overlay, overlay_scale=args.overlay_scale,
                         batch=args.batch, alpha=args.fb_alpha, beta=args.fb_beta, check=not args.no_check,
                         patience=args.patience, iou_threshold=args.iou, oks_threshold=args.oks,
-                        min_score=args.min_score, label=label.strip(" []") or None, on_frame=lambda k: bar.update(1))
+                        min_score=args.min_score, label=label.strip(" []") or None, on_frame=progress)
     finally:
-        bar.close()
+        for b in bars:
+            b.close()
     if s["mode"] == "detections":
         what = f"{s['ids']} track ids, {s['detected']} detected and {s['filled']} filled boxes"
     else:

@@ -75,7 +75,10 @@ def assign(similarity: np.ndarray, threshold: float):
     allowed. Returns a list of ``(row, column)``."""
     if similarity.size == 0:
         return []
-    from scipy.optimize import linear_sum_assignment
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError:
+        raise ImportError("tracking by detection needs SciPy's assignment solver: pip install 'fastflow[track]'") from None
 
     sim = np.where(np.isfinite(similarity), similarity, -1.0)
     allowed = sim >= threshold
