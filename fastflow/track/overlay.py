@@ -50,6 +50,12 @@ def draw_frame(frame, *, tracks=(), points=None, visible=None, boxes=None, box_l
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
     d = ImageDraw.Draw(im)
     s = float(scale)
+    try:  # Pillow >= 10.1 scales its built-in font
+        from PIL import ImageFont
+
+        font = ImageFont.load_default(size=max(10, 5 * scale))
+    except TypeError:
+        font = None
 
     def rect(box, colour, dashed=False, width=2):
         x, y, w, h = (float(v) * s for v in box)
@@ -84,7 +90,7 @@ def draw_frame(frame, *, tracks=(), points=None, visible=None, boxes=None, box_l
                 if v > 0:
                     dot((x, y), (255, 255, 255), 2)
         rect(t.box, c, dashed=not t.detected)
-        d.text((float(t.box[0]) * s + 3, float(t.box[1]) * s + 2), str(t.id), fill=c)
+        d.text((float(t.box[0]) * s + 3, float(t.box[1]) * s + 1), str(t.id), fill=c, font=font)
     if points is not None:
         vis = np.ones(len(points), bool) if visible is None else np.asarray(visible, bool)
         for p, v in zip(points, vis):
@@ -97,7 +103,7 @@ def draw_frame(frame, *, tracks=(), points=None, visible=None, boxes=None, box_l
         for i, (b, gone) in enumerate(zip(boxes, lost)):
             rect(b, LOST if gone else id_colour(i + 1), dashed=bool(gone))
     if label:
-        d.text((4, im.height - 14), label, fill=(255, 255, 255))
+        d.text((4, im.height - 14), label, fill=(255, 255, 255), font=font)
     return np.asarray(im)
 
 
