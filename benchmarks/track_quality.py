@@ -12,7 +12,8 @@ Gaussian noise, 10% of detections dropped). Ground truth for scoring: every obje
 switches, false positives, misses). The forward-backward check is measured on a 6x6 grid of points
 on object 1: of the points that go behind object 2, how many are flagged lost by the frame they
 disappear (caught), later (late), or never (they ride on the occluder); and how many point-frames
-are flagged while still visible (false alarms). ``model`` needs the official weights to mean
+are flagged while still visible (false alarms). ``dis+c20``: DIS with the optional colour check
+(``max_colour_diff=20``) added to the forward-backward check. ``model`` needs the official weights to mean
 anything; with --random-weights it only shows the code path runs.
 """
 import argparse
@@ -21,7 +22,7 @@ import sys
 import numpy as np
 
 
-def lost_point_stats(seq, flow):
+def lost_point_stats(seq, flow, colour):
     from fastflow.track import box_grid, propagate
 
     o = seq._by_id[1]
@@ -31,7 +32,7 @@ def lost_point_stats(seq, flow):
     hidden = np.full(len(local), -1)
     flagged = np.full(len(local), -1)
     false_alarm = visible_frames = 0
-    for r in propagate(seq.frames, flow, points=pts0):
+    for r in propagate(seq.frames, flow, points=pts0, max_colour_diff=colour):
         _, vis = seq.points(1, local, r.index)
         hidden[(hidden < 0) & ~vis] = r.index
         flagged[(flagged < 0) & ~r.visible] = r.index
@@ -49,7 +50,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--size", default="96x128", help="HxW")
-    ap.add_argument("--flows", default="exact,dis", help="comma list of exact, dis, model")
+    ap.add_argument("--flows", default="exact,dis,dis+c20",
+                    help="comma list of exact, dis, model; +cN adds the colour check with max_colour_diff N")
     ap.add_argument("--checkpoint")
     ap.add_argument("--random-weights", action="store_true")
     ap.add_argument("--device", default="cpu")
@@ -70,21 +72,23 @@ def main(argv=None):
           "| false alarms (point-frames) | flow EPE (px) |")
     print("| --- " * 13 + "|")
     for name in args.flows.split(","):
+        base, _, c = name.partition("+c")
+        colour = float(c) if c else None
         gt_all, hyp_all = [], []
         lost = {}
         epe = []
         for seed in range(args.seeds):
             seq = make_sequence(seed, h, w, args.frames)
-            flow = {"exact": seq.exact_flow, "dis": dis_flow(), "model": model}[name]
+            flow = {"exact": seq.exact_flow, "dis": dis_flow(), "model": model}[base]
             dets = seq.detections(jitter=1.0, miss=0.1, seed=seq.n_frames)
-            res = list(track_detections(seq.frames, flow, dets))
+            res = list(track_detections(seq.frames, flow, dets, max_colour_diff=colour))
             gt = seq.ground_truth()
             hyp = tracks_by_frame(res)
             gt_all += [{seed * 100 + k: v for k, v in g.items()} for g in gt]
             hyp_all += [{seed * 100_000 + k: v for k, v in hh.items()} for hh in hyp]
-            for k, v in lost_point_stats(seq, flow).items():
+            for k, v in lost_point_stats(seq, flow, colour).items():
                 lost[k] = lost.get(k, 0) + v
-            if name != "exact":
+            if base != "exact" and colour is None:
                 for t in range(0, args.frames - 1, 8):
                     f = flow(seq.frames[t], seq.frames[t + 1])
                     f = f.detach().cpu().numpy() if hasattr(f, "detach") else np.asarray(f)

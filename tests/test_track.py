@@ -56,6 +56,26 @@ def test_fb_check_formula():
     assert not fb_check(fwd + [w, 0], -fwd, pts)[1].any()
 
 
+def test_colour_check_catches_what_a_consistent_flow_hides():
+    """A flow consistent both ways (so the forward-backward check passes everywhere) that carries points
+    onto a patch of another colour: only the optional colour check flags them, and only them."""
+    rng = np.random.default_rng()
+    h, w = 30, 40
+    img0 = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    img1 = np.roll(img0, 2, axis=1)  # everything moves 2 px right...
+    img1[10:20, 20:30] = 255 - img1[10:20, 20:30]  # ...but here something else appears
+    fwd = np.broadcast_to(np.float64([2.0, 0.0]), (h, w, 2))
+    pts = np.stack(np.meshgrid(np.arange(3.0, w - 4), np.arange(1.0, h - 1)), -1).reshape(-1, 2)
+    new, ok = fb_check(fwd, -fwd, pts)
+    assert ok.all()
+    inside = (new[:, 0] >= 20) & (new[:, 0] <= 29) & (new[:, 1] >= 10) & (new[:, 1] <= 19)
+    diff = np.abs(img0[pts[:, 1].astype(int), pts[:, 0].astype(int)].astype(float)
+                  - img1[new[:, 1].astype(int), new[:, 0].astype(int)]).mean(1)
+    _, ok = fb_check(fwd, -fwd, pts, images=(img0, img1), max_colour_diff=20)
+    np.testing.assert_array_equal(ok, diff <= 20)
+    assert not ok[inside & (diff > 20)].any() and ok[~inside].all()
+
+
 def test_fb_check_catches_points_going_behind_an_occluder(seq):
     """Points on object 1, which passes behind object 2: with exact flow every point is flagged lost no
     later than the frame it is first hidden, and none is flagged while it is still visible away from

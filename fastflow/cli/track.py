@@ -29,6 +29,10 @@ def register(sub) -> None:
                                                    "or --random-weights) or dis / dis:fast / dis:ultrafast (OpenCV DIS)")
     t.add_argument("--fb-alpha", type=float, default=0.01, help="forward-backward check alpha (default 0.01)")
     t.add_argument("--fb-beta", type=float, default=0.5, help="forward-backward check beta, px^2 (default 0.5)")
+    t.add_argument("--max-colour-diff", type=float, default=None, metavar="N",
+                   help="also lose a point whose colour changes by more than N (mean |RGB difference|, 0..255) "
+                        "along its move: catches occlusions a smooth flow hides from the forward-backward check "
+                        "(off by default; 12-20 suits DIS on the synthetic tests, see the README)")
     t.add_argument("--no-check", action="store_true", help="no backward flow, no check (propagation only; half the flow)")
     t.add_argument("--patience", type=int, default=12, help="frames a track lives without a detection (default 12)")
     t.add_argument("--iou", type=float, default=0.3, help="smallest box IoU to match a track to a detection (0.3)")
@@ -112,7 +116,7 @@ def run(args) -> int:
                         mot=args.mot, json_path=args.json, overlay=args.overlay, overlay_scale=args.overlay_scale,
                         batch=args.batch, alpha=args.fb_alpha, beta=args.fb_beta, check=not args.no_check,
                         patience=args.patience, iou_threshold=args.iou, oks_threshold=args.oks,
-                        min_score=args.min_score, label=label.strip(" []") or None, on_frame=progress)
+                        min_score=args.min_score, max_colour_diff=args.max_colour_diff, label=label.strip(" []") or None, on_frame=progress)
     finally:
         for b in bars:
             b.close()

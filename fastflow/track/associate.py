@@ -138,13 +138,15 @@ class Tracker:
 
     def __init__(self, shape, *, patience: int = 12, iou_threshold: float = 0.3, oks_threshold: float = 0.3,
                  sigmas=None, grid: int = 6, alpha: float = FB_ALPHA, beta: float = FB_BETA,
-                 min_visible: float = 0.3, leave_fraction: float = 0.2):
+                 min_visible: float = 0.3, leave_fraction: float = 0.2, max_colour_diff: Optional[float] = None):
         if patience < 0:
             raise ValueError(f"patience must be >= 0, got {patience}")
         self.shape = tuple(shape)
         self.patience, self.iou_threshold, self.oks_threshold = patience, iou_threshold, oks_threshold
         self.sigmas, self.grid, self.alpha, self.beta = sigmas, grid, alpha, beta
         self.min_visible, self.leave_fraction = min_visible, leave_fraction
+        self.max_colour_diff = max_colour_diff
+        self.images = None
         self.tracks: List[_State] = []
         self.next_id = 1
 
@@ -153,7 +155,8 @@ class Tracker:
             s.box_state.box = s.box_state.box + np.r_[s.velocity, 0, 0]
         else:
             s.box_state = propagate_box(s.box_state, fwd, bwd, alpha=self.alpha, beta=self.beta,
-                                        min_visible=self.min_visible)
+                                        min_visible=self.min_visible, images=self.images,
+                                        max_colour_diff=self.max_colour_diff)
             if s.box_state.lost:
                 s.lost = True
                 s.box_state.box = s.box_state.box + np.r_[s.velocity, 0, 0]
@@ -162,7 +165,7 @@ class Tracker:
         if s.keypoints is not None and not s.lost:
             kp = s.keypoints
             live = np.flatnonzero(kp[:, 2] > 0)
-            moved, ok = fb_check(fwd, bwd, kp[live, :2], self.alpha, self.beta)
+            moved, ok = fb_check(fwd, bwd, kp[live, :2], self.alpha, self.beta, self.images, self.max_colour_diff)
             kp[live[ok], :2] = moved[ok]
             kp[live[~ok], 2] = 0
         elif s.keypoints is not None:
@@ -181,8 +184,12 @@ class Tracker:
             sim = np.where(np.isfinite(oks), scaled, sim)
         return sim
 
-    def step(self, fwd: Optional[np.ndarray], bwd: Optional[np.ndarray], detections: Sequence[Detection]) -> List[Track]:
+    def step(self, fwd: Optional[np.ndarray], bwd: Optional[np.ndarray], detections: Sequence[Detection],
+             images=None) -> List[Track]:
+        """One frame. ``images``: ``(previous frame, this frame)``, needed only for the optional colour
+        check (``max_colour_diff``)."""
         dets = list(detections)
+        self.images = images
         if fwd is not None:
             for s in self.tracks:
                 self._propagate(s, fwd, bwd)
@@ -240,12 +247,13 @@ def track_detections(frames: Iterable, flow, detections: Sequence[Sequence], *, 
     FlowNet2S model or a callable ``(img1, img2) -> (H, W, 2)``). Yields ``(k, tracks)`` per frame
     (``(k, tracks, frame)`` with ``keep_frames``), streaming. ``tracker_args`` go to
     :class:`Tracker` (``patience``, ``iou_threshold``, ``oks_threshold``, ``sigmas``, ``alpha``,
-    ``beta``, ...). More detection frames than video frames raise ValueError after the last frame;
+    ``beta``, ``max_colour_diff``, ...). More detection frames than video frames raise ValueError after the last frame;
     a video longer than the detections is an error at the first frame without an entry."""
     from .propagate import check_boxes
 
     tracker = None
     k = -1
+    prev = None
     for k, frame, fwd, bwd in flow_stream(frames, flow, batch=batch, name=name):
         if tracker is None:
             tracker = Tracker(frame.shape[:2], **tracker_args)
@@ -258,7 +266,8 @@ def track_detections(frames: Iterable, flow, detections: Sequence[Sequence], *, 
                 d = Detection(np.asarray(d["box"], np.float64), float(d.get("score", 1.0)), d.get("keypoints"))
             box = check_boxes(np.asarray(d.box, np.float64)[None], frame.shape[:2], name=f"frame {k} detection")[0]
             dets.append(Detection(box, d.score, None if d.keypoints is None else np.asarray(d.keypoints, np.float64)))
-        tracks = tracker.step(fwd, bwd, dets)
+        tracks = tracker.step(fwd, bwd, dets, (prev, frame))
+        prev = frame
         yield (k, tracks, frame) if keep_frames else (k, tracks)
     if k + 1 < len(detections):
         raise ValueError(f"the detections cover {len(detections)} frames but {name} has {k + 1}: "

@@ -173,10 +173,16 @@ def _sample(flow: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def fb_check(fwd: np.ndarray, bwd: Optional[np.ndarray], pts: np.ndarray, alpha: float = FB_ALPHA,
-             beta: float = FB_BETA):
+             beta: float = FB_BETA, images=None, max_colour_diff: Optional[float] = None):
     """Move ``(N, 2)`` points along ``fwd`` and test each with the forward-backward check (module
     docstring). Returns ``(new_points, ok)``: ``ok`` is False where the check fails (``bwd`` None:
-    no check), the flow is not finite, or the new point is outside the image."""
+    no check), the flow is not finite, or the new point is outside the image.
+
+    Optional colour check (off by default; not part of Sundaram et al.'s test): with ``images`` =
+    ``(frame_before, frame_after)`` and ``max_colour_diff``, a point also fails when the mean absolute
+    RGB difference (0..255 scale) between its colour before and after the move exceeds
+    ``max_colour_diff``. It catches points that a smooth flow carries onto an occluder consistently in
+    both directions, at the price of false alarms on drifting points."""
     pts = np.asarray(pts, np.float64).reshape(-1, 2)
     h, w = fwd.shape[:2]
     wf = _sample(fwd, pts)
@@ -190,7 +196,22 @@ def fb_check(fwd: np.ndarray, bwd: Optional[np.ndarray], pts: np.ndarray, alpha:
         bound = alpha * ((wf ** 2).sum(axis=1) + (wb ** 2).sum(axis=1)) + beta
         with np.errstate(invalid="ignore"):
             ok &= np.isfinite(err) & (err < bound)
+    if max_colour_diff is not None and images is not None and len(pts):
+        a, b = (_rgb255(im) for im in images)
+        safe = np.where(np.isfinite(new), new, 0.0)
+        diff = np.abs(_bilinear_at(a, pts[:, 0], pts[:, 1]) - _bilinear_at(b, safe[:, 0], safe[:, 1]))
+        ok &= diff.reshape(len(pts), -1).mean(axis=1) <= max_colour_diff
     return new, ok
+
+
+def _rgb255(img) -> np.ndarray:
+    """A frame as float64 on the 0..255 scale (``fastflow.images`` value rules: uint16 /257, float x255)."""
+    a = np.asarray(img)
+    if a.dtype == np.uint8:
+        return a.astype(np.float64)
+    if a.dtype == np.uint16:
+        return a.astype(np.float64) / 257.0
+    return a.astype(np.float64) * 255.0
 
 
 def check_points(points, shape, name: str = "points") -> np.ndarray:
@@ -287,20 +308,21 @@ def _dominant_motion(disp: np.ndarray, outlier_px: float, outlier_rel: float):
 
 def propagate_box(state: BoxState, fwd, bwd, *, alpha=FB_ALPHA, beta=FB_BETA, min_visible: float = 0.3,
                   min_points: int = 3, outlier_px: float = 1.5, outlier_rel: float = 0.3,
-                  scale: bool = True) -> BoxState:
+                  scale: bool = True, images=None, max_colour_diff: Optional[float] = None) -> BoxState:
     """One step of a box: its visible points go through :func:`fb_check`; of those that pass, the
     ones that do not move with the majority are dropped as well (they sit on something else, e.g. an
     occluder inside the box): the dominant displacement is the one with the most points within
     ``max(outlier_px, outlier_rel |d|)`` of it. The box moves by the median displacement of the points
     kept and, with ``scale``, is scaled by the median ratio of their pairwise distances (the
     median-flow rule). It is ``lost`` once fewer than ``min_visible`` of its points, or fewer than
-    ``min_points``, remain; a lost box no longer moves along the flow."""
+    ``min_points``, remain; a lost box no longer moves along the flow. ``images``,
+    ``max_colour_diff``: the optional colour check of :func:`fb_check`."""
     if state.lost:
         return state
     vis = state.visible.copy()
     idx = np.flatnonzero(vis)
     new_pts = state.points.copy()
-    moved, ok = fb_check(fwd, bwd, state.points[idx], alpha, beta)
+    moved, ok = fb_check(fwd, bwd, state.points[idx], alpha, beta, images, max_colour_diff)
     new_pts[idx] = moved
     disp = moved - state.points[idx]
     good = ok.copy()
@@ -386,7 +408,8 @@ class PropagateFrame:
 
 def propagate(frames: Iterable, flow, *, points=None, boxes=None, masks=None, batch: int = 4,
               alpha: float = FB_ALPHA, beta: float = FB_BETA, grid: int = 6, min_visible: float = 0.3,
-              check: bool = True, keep_frames: bool = False, name: str = "video") -> Iterator[PropagateFrame]:
+              check: bool = True, keep_frames: bool = False, name: str = "video",
+              max_colour_diff: Optional[float] = None) -> Iterator[PropagateFrame]:
     """Carry ``points`` ``(N, 2)``, ``boxes`` ``(K, 4)`` and ``masks`` ``(M, H, W)`` given on frame 0
     through ``frames`` (an iterable of images, e.g. ``fastflow.images.open_frames(path)``) along the
     flow of ``flow`` (a FlowNet2S model or a callable ``(img1, img2) -> (H, W, 2)``): yields one
@@ -400,7 +423,7 @@ def propagate(frames: Iterable, flow, *, points=None, boxes=None, masks=None, ba
     if masks is not None and not check:
         raise ValueError("masks follow the backward flow: they need check=True")
     states: List[BoxState] = []
-    pts = vis = mk = None
+    pts = vis = mk = prev = None
     for k, frame, fwd, bwd in flow_stream(frames, flow, batch=batch, backward=check, name=name):
         if k == 0:
             shape = frame.shape[:2]
@@ -416,14 +439,17 @@ def propagate(frames: Iterable, flow, *, points=None, boxes=None, masks=None, ba
                     raise ValueError(f"masks are {mk.shape[1:]} (H, W) but frame 0 of {name} is {shape}")
         else:
             idx = np.flatnonzero(vis)
-            moved, ok = fb_check(fwd, bwd, pts[idx], alpha, beta)
+            pair = (prev, frame)
+            moved, ok = fb_check(fwd, bwd, pts[idx], alpha, beta, pair, max_colour_diff)
             pts = pts.copy()
             pts[idx] = np.where(ok[:, None], moved, pts[idx])
             vis = vis.copy()
             vis[idx] = ok
-            states = [propagate_box(s, fwd, bwd, alpha=alpha, beta=beta, min_visible=min_visible) for s in states]
+            states = [propagate_box(s, fwd, bwd, alpha=alpha, beta=beta, min_visible=min_visible, images=pair,
+                                    max_colour_diff=max_colour_diff) for s in states]
             if mk is not None:
                 mk = np.stack([propagate_mask(m, fwd, bwd, alpha, beta) for m in mk])
+        prev = frame
         yield PropagateFrame(k, pts.copy(), vis.copy(),
                              np.array([s.box for s in states]).reshape(-1, 4),
                              np.array([s.lost for s in states], bool),

@@ -28,7 +28,7 @@ def track_video(source, flow, *, detections=None, points=None, boxes=None, masks
                 batch: int = 4, alpha: float = FB_ALPHA, beta: float = FB_BETA, check: bool = True,
                 patience: int = 12, iou_threshold: float = 0.3, oks_threshold: float = 0.3, sigmas=None,
                 min_score: float = 0.0, fps: Optional[float] = None, label: Optional[str] = None,
-                on_frame=None) -> dict:
+                max_colour_diff: Optional[float] = None, on_frame=None) -> dict:
     """Track through ``source`` (a video file, a frame folder, or a sequence of ``(H, W, 3)`` frames)
     along ``flow`` (a FlowNet2S model, a callable ``(img1, img2) -> (H, W, 2)``, or ``"dis"``).
 
@@ -41,7 +41,8 @@ def track_video(source, flow, *, detections=None, points=None, boxes=None, masks
       are carried through the video (:func:`fastflow.track.propagate`); ``json_path`` writes them per
       frame (``mot`` the boxes, one id per box, while not lost).
 
-    ``overlay``: a folder for PNG frames or a ``.mp4`` path. ``on_frame(k)`` is called after each
+    ``max_colour_diff``: the optional colour check beside the forward-backward check
+    (:func:`fastflow.track.fb_check`; off by default). ``overlay``: a folder for PNG frames or a ``.mp4`` path. ``on_frame(k)`` is called after each
     frame (progress). Returns a summary: ``frames``, ``mode``, ``ids`` (tracks started),
     ``points_lost``/``boxes_lost`` (propagation), ``seconds`` and ``frames_per_s`` (end to end)."""
     from ..images import open_frames
@@ -75,7 +76,7 @@ def track_video(source, flow, *, detections=None, points=None, boxes=None, masks
         if detections is not None:
             stream = track_detections(frames, flow, detections, batch=batch, keep_frames=writer is not None, name=name,
                                       alpha=alpha, beta=beta, patience=patience, iou_threshold=iou_threshold,
-                                      oks_threshold=oks_threshold, sigmas=sigmas)
+                                      oks_threshold=oks_threshold, sigmas=sigmas, max_colour_diff=max_colour_diff)
             for r in stream:
                 results.append(r[:2])
                 if writer is not None:
@@ -91,7 +92,8 @@ def track_video(source, flow, *, detections=None, points=None, boxes=None, masks
                 write_posetrack(json_path, results, names)
         else:
             stream = propagate(frames, flow, points=points, boxes=boxes, masks=masks, batch=batch, alpha=alpha,
-                               beta=beta, check=check, keep_frames=writer is not None, name=name)
+                               beta=beta, check=check, keep_frames=writer is not None, name=name,
+                               max_colour_diff=max_colour_diff)
             for r in stream:
                 if writer is not None:
                     writer.add(r.frame, names[r.index] if names else None, points=r.points, visible=r.visible,
