@@ -92,7 +92,8 @@ def main(argv=None):
                 for t in range(0, args.frames - 1, 8):
                     f = flow(seq.frames[t], seq.frames[t + 1])
                     f = f.detach().cpu().numpy() if hasattr(f, "detach") else np.asarray(f)
-                    epe.append(float(np.hypot(*(f - seq.exact_flow(seq.frames[t], seq.frames[t + 1])).transpose(2, 0, 1)).mean()))
+                    err = f - seq.exact_flow(seq.frames[t], seq.frames[t + 1])
+                    epe.append(float(np.hypot(err[..., 0], err[..., 1]).mean()))
         m = mot_metrics(gt_all, hyp_all)
         print(f"| {name} | {m['mota']:.3f} | {m['idf1']:.3f} | {m['num_switches']:.0f} | {m['num_false_positives']:.0f} "
               f"| {m['num_misses']:.0f} | {m['num_objects']:.0f} | {lost['hidden']} | {lost['caught']} | {lost['late']} "

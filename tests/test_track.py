@@ -336,3 +336,24 @@ def test_tracker_lifecycle_patience():
     assert counts == [1, 1, 1, 0, 0, 0]
     out = tr.step(zero, zero, [Detection(np.array([10.0, 10, 12, 12]))])
     assert [t.id for t in out] == [2]  # a new track: the old one had ended
+
+
+def test_video_file_and_detections_that_stop_early(tmp_path):
+    """A results list ends at its last detection: on a video the later frames have none (no error);
+    a file that lists its images must cover every frame."""
+    iio = pytest.importorskip("imageio.v2")
+    s = make_sequence(int(np.random.default_rng().integers(10_000)), n_frames=8)
+    video = str(tmp_path / "clip.mp4")
+    with iio.get_writer(video, fps=10, macro_block_size=1) as wr:
+        for f in s.frames:
+            wr.append_data(f)
+    dets = s.detections()
+    coco = [{"image_id": k, "bbox": d["box"].tolist(), "score": d["score"]} for k, ds in enumerate(dets[:5]) for d in ds]
+    (tmp_path / "r.json").write_text(json.dumps(coco))
+    out = track_video(video, dis_flow(), detections=str(tmp_path / "r.json"), mot=str(tmp_path / "t.txt"))
+    assert out["frames"] == 8
+    ds = {"images": [{"id": k, "file_name": f"{k}.png"} for k in range(5)],
+          "annotations": [dict(c) for c in coco]}
+    (tmp_path / "ds.json").write_text(json.dumps(ds))
+    with pytest.raises(ValueError, match="do not belong to this video"):
+        track_video(video, dis_flow(), detections=str(tmp_path / "ds.json"), mot=str(tmp_path / "t.txt"))

@@ -116,7 +116,8 @@ def run(args) -> int:
                         mot=args.mot, json_path=args.json, overlay=args.overlay, overlay_scale=args.overlay_scale,
                         batch=args.batch, alpha=args.fb_alpha, beta=args.fb_beta, check=not args.no_check,
                         patience=args.patience, iou_threshold=args.iou, oks_threshold=args.oks,
-                        min_score=args.min_score, max_colour_diff=args.max_colour_diff, label=label.strip(" []") or None, on_frame=progress)
+                        min_score=args.min_score, max_colour_diff=args.max_colour_diff,
+                        label=label.strip(" []") or None, on_frame=progress)
     finally:
         for b in bars:
             b.close()

@@ -16,8 +16,9 @@ The flow source is a parameter everywhere: a FlowNet2S model (any device and pre
 """
 from ..tracking import track_points
 from .associate import COCO_SIGMAS, Detection, Track, Tracker, assign, iou_matrix, oks_matrix, track_detections
-from .propagate import (FB_ALPHA, FB_BETA, BoxState, FlowSource, PropagateFrame, box_grid, dis_flow, fb_check,
-                        flow_source, flow_stream, propagate, propagate_box, propagate_mask)
+from .flows import FlowSource, dis_flow, flow_source, flow_stream
+from .propagate import (FB_ALPHA, FB_BETA, BoxState, PropagateFrame, box_grid, fb_check, propagate, propagate_box,
+                        propagate_mask)
 from .run import resolve_flow, track_video
 
 __all__ = ["track_video", "propagate", "track_detections", "Tracker", "Track", "Detection", "fb_check",

@@ -25,7 +25,8 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .propagate import FB_ALPHA, FB_BETA, BoxState, clip_boxes, fb_check, flow_stream, propagate_box
+from .flows import flow_stream
+from .propagate import FB_ALPHA, FB_BETA, BoxState, clip_boxes, fb_check, propagate_box
 
 __all__ = ["COCO_SIGMAS", "iou_matrix", "oks_matrix", "assign", "Detection", "Track", "Tracker", "track_detections"]
 
@@ -241,14 +242,16 @@ class Tracker:
 
 
 def track_detections(frames: Iterable, flow, detections: Sequence[Sequence], *, batch: int = 4,
-                     keep_frames: bool = False, name: str = "video", **tracker_args) -> Iterator:
+                     keep_frames: bool = False, name: str = "video", pad: bool = False, **tracker_args) -> Iterator:
     """Track ids for per-frame ``detections`` (a list, one entry per frame, of :class:`Detection` or
     dicts with ``box``, optional ``score`` and ``keypoints``) through ``frames`` along ``flow`` (a
     FlowNet2S model or a callable ``(img1, img2) -> (H, W, 2)``). Yields ``(k, tracks)`` per frame
     (``(k, tracks, frame)`` with ``keep_frames``), streaming. ``tracker_args`` go to
     :class:`Tracker` (``patience``, ``iou_threshold``, ``oks_threshold``, ``sigmas``, ``alpha``,
-    ``beta``, ``max_colour_diff``, ...). More detection frames than video frames raise ValueError after the last frame;
-    a video longer than the detections is an error at the first frame without an entry."""
+    ``beta``, ``max_colour_diff``, ...). More detection frames than video frames raise ValueError after the last
+    frame; a video longer than the detections is an error at the first frame without an entry, unless
+    ``pad`` (then later frames have no detections: for detections that stop at their last non-empty
+    frame)."""
     from .propagate import check_boxes
 
     tracker = None
@@ -257,11 +260,11 @@ def track_detections(frames: Iterable, flow, detections: Sequence[Sequence], *, 
     for k, frame, fwd, bwd in flow_stream(frames, flow, batch=batch, name=name):
         if tracker is None:
             tracker = Tracker(frame.shape[:2], **tracker_args)
-        if k >= len(detections):
+        if k >= len(detections) and not pad:
             raise ValueError(f"{name} has more frames than the detections ({len(detections)} frames of detections; "
                              f"frame {k} has none): the detections do not belong to this video")
         dets = []
-        for i, d in enumerate(detections[k]):
+        for i, d in enumerate(detections[k] if k < len(detections) else []):
             if isinstance(d, dict):
                 d = Detection(np.asarray(d["box"], np.float64), float(d.get("score", 1.0)), d.get("keypoints"))
             box = check_boxes(np.asarray(d.box, np.float64)[None], frame.shape[:2], name=f"frame {k} detection")[0]

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["read_detections", "read_coco_detections", "read_mot_detections", "write_mot", "write_posetrack",
+__all__ = ["Detections", "read_detections", "read_coco_detections", "read_mot_detections", "write_mot", "write_posetrack",
            "write_points_json"]
 
 
@@ -54,8 +54,8 @@ def read_coco_detections(path: str, n_frames: Optional[int] = None, frame_names:
     "keypoints"?}]``, ``image_id`` = frame index from 0) or a dataset-style object with ``images``
     and ``annotations``. ``keypoints`` (flat x, y, v) make pose detections; ``bbox`` may be left out
     when keypoints are given (their extent is used). Detections below ``min_score`` are dropped.
-    Returns ``n_frames`` lists (or as many as the last frame with detections) of ``{"box", "score",
-    "keypoints"}``. A file that does not fit the video (an image id past the last frame, a file name
+    Returns :class:`Detections`: ``n_frames`` lists (else one per listed image, else as many as the
+    last frame with detections) of ``{"box", "score", "keypoints"}``. A file that does not fit the video (an image id past the last frame, a file name
     not among ``frame_names``) raises ValueError naming it."""
     try:
         with open(path) as f:
@@ -86,6 +86,9 @@ def read_coco_detections(path: str, n_frames: Optional[int] = None, frame_names:
         for k, i, a in anns:
             if k is None:
                 _fail(path, f"annotation {i} has image_id {a.get('image_id')!r}, which is not in 'images'")
+        if n_frames is None and frame_names is None:
+            items = [(k, _det_from_coco(path, i, a)) for k, i, a in anns]
+            return _per_frame(path, items, len(images), min_score, exact=True)
     elif isinstance(data, list):
         anns = []
         for i, a in enumerate(data):
@@ -98,12 +101,21 @@ def read_coco_detections(path: str, n_frames: Optional[int] = None, frame_names:
     return _per_frame(path, [(k, _det_from_coco(path, i, a)) for k, i, a in anns], n_frames, min_score)
 
 
-def _per_frame(path, items, n_frames, min_score):
+class Detections(list):
+    """Per-frame detections (a list of lists) that knows whether its length is the video's
+    (``exact_length``: the frame count was given, or the file lists its images) or only reaches the
+    last frame with a detection (a results list, a det.txt: later frames simply have none)."""
+
+    exact_length = True
+
+
+def _per_frame(path, items, n_frames, min_score, exact=None):
     last = max((k for k, _ in items), default=-1)
     if n_frames is not None and last >= n_frames:
         _fail(path, f"has detections for frame {last} (from 0) but the video has {n_frames} frames: "
                     "the detections do not belong to this video")
-    out: List[List[dict]] = [[] for _ in range(n_frames if n_frames is not None else last + 1)]
+    out = Detections([] for _ in range(n_frames if n_frames is not None else last + 1))
+    out.exact_length = n_frames is not None if exact is None else exact
     for k, d in items:
         if d["score"] >= min_score:
             out[k].append(d)

@@ -17,7 +17,7 @@ def resolve_flow(flow):
         name, _, preset = flow.partition(":")
         if name != "dis":
             raise ValueError(f"unknown flow source {flow!r}: give a FlowNet2S model, a callable, or 'dis'")
-        from .propagate import dis_flow
+        from .flows import dis_flow
 
         return dis_flow(preset or "medium")
     return flow
@@ -42,7 +42,8 @@ def track_video(source, flow, *, detections=None, points=None, boxes=None, masks
       frame (``mot`` the boxes, one id per box, while not lost).
 
     ``max_colour_diff``: the optional colour check beside the forward-backward check
-    (:func:`fastflow.track.fb_check`; off by default). ``overlay``: a folder for PNG frames or a ``.mp4`` path. ``on_frame(k)`` is called after each
+    (:func:`fastflow.track.fb_check`; off by default). ``overlay``: a folder for PNG frames or a
+    ``.mp4`` path. ``on_frame(k)`` is called after each
     frame (progress). Returns a summary: ``frames``, ``mode``, ``ids`` (tracks started),
     ``points_lost``/``boxes_lost`` (propagation), ``seconds`` and ``frames_per_s`` (end to end)."""
     from ..images import open_frames
@@ -68,13 +69,15 @@ def track_video(source, flow, *, detections=None, points=None, boxes=None, masks
         n_frames = len(source) if hasattr(source, "__len__") else None
     if isinstance(detections, (str, os.PathLike)):
         detections = read_detections(os.fspath(detections), n_frames, names, min_score)
+    # A results list or det.txt ends at its last detection: later frames of the video have none.
+    pad = not getattr(detections, "exact_length", True)
     writer = OverlayWriter(overlay, fps=fps or 25.0, scale=overlay_scale, label=label) if overlay else None
     results = []
     start = time.perf_counter()
     summary = {"source": name, "mode": "detections" if detections is not None else "propagate"}
     try:
         if detections is not None:
-            stream = track_detections(frames, flow, detections, batch=batch, keep_frames=writer is not None, name=name,
+            stream = track_detections(frames, flow, detections, batch=batch, keep_frames=writer is not None, name=name, pad=pad,
                                       alpha=alpha, beta=beta, patience=patience, iou_threshold=iou_threshold,
                                       oks_threshold=oks_threshold, sigmas=sigmas, max_colour_diff=max_colour_diff)
             for r in stream:
