@@ -7,15 +7,19 @@ keypoint similarity (OKS), with the Hungarian solver (``scipy.optimize.linear_su
 Lifecycle (the rules, in order, each frame):
 
 1. Active tracks are propagated. A track whose points are mostly lost (occluded) becomes *lost*: it
-   then coasts at its last velocity and is not output.
+   then coasts, not output: its last detection moved on at the velocity the flow measured then.
 2. Active tracks are matched to the detections; matched pairs need similarity >= ``iou_threshold``
    (boxes) or ``oks_threshold`` (poses). A matched track takes the detection's box and keypoints and
    re-seeds its points there.
 3. Lost tracks are matched to the detections left (same thresholds); a match brings the track back
    under its old id.
 4. Each detection still unmatched starts a new track (birth).
-5. An active track with no detection keeps its propagated box and is output (it fills the frame the
-   detector missed) as long as it has gone at most ``patience`` frames without a detection; a track
+5. An active track with no detection whose box lies mostly (``occlusion_cover``, 70% of its area)
+   inside the box of a track with one is taken to be behind it and becomes lost (its points may have been carried onto the
+   occluder by a flow that is smooth across the boundary, which the forward-backward check cannot
+   see). Any other active track with no detection keeps its propagated box and is output (it fills
+   the frame the detector missed) as long as it has gone at most ``patience`` frames without a
+   detection; a track
    (active or lost) past ``patience`` frames without one, or whose box has left the image, ends.
 """
 from __future__ import annotations
@@ -32,6 +36,16 @@ __all__ = ["COCO_SIGMAS", "iou_matrix", "oks_matrix", "assign", "Detection", "Tr
 
 # COCO's per-keypoint sigmas (pycocotools cocoeval), for the 17 person keypoints in COCO order.
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+
+
+def _covered(box: np.ndarray, others: np.ndarray) -> float:
+    """The largest fraction of ``box``'s area inside any one of ``others``."""
+    x0 = np.maximum(box[0], others[:, 0])
+    y0 = np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[0] + box[2], others[:, 0] + others[:, 2])
+    y1 = np.minimum(box[1] + box[3], others[:, 1] + others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    return float(inter.max() / max(box[2] * box[3], 1e-9))
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -123,6 +137,9 @@ class _State:
     def update(self, det: Detection, grid: int, shape, exclude) -> None:
         self.box_state = BoxState.seed(det.box, grid, shape=shape, exclude=exclude)
         self.box_state.velocity = self.velocity
+        # Where a lost track is predicted to be: its last detection moved on at the velocity the flow
+        # measured then (dead reckoning; not what the flow said since, which may have been an occluder).
+        self.anchor_box, self.anchor_velocity = np.asarray(det.box, np.float64).copy(), self.velocity.copy()
         self.score = det.score
         self.keypoints = None if det.keypoints is None else np.asarray(det.keypoints, np.float64).copy()
         self.misses = 0
@@ -132,6 +149,10 @@ class _State:
     def box(self):
         return self.box_state.box
 
+    def coast(self) -> None:
+        self.lost = True
+        self.box_state.box = self.anchor_box + np.r_[self.anchor_velocity * self.misses, 0, 0]
+
 
 class Tracker:
     """The lifecycle of the module docstring, one frame at a time: ``step(fwd, bwd, detections)``
@@ -139,7 +160,8 @@ class Tracker:
 
     def __init__(self, shape, *, patience: int = 12, iou_threshold: float = 0.3, oks_threshold: float = 0.3,
                  sigmas=None, grid: int = 6, alpha: float = FB_ALPHA, beta: float = FB_BETA,
-                 min_visible: float = 0.3, leave_fraction: float = 0.2, max_colour_diff: Optional[float] = None):
+                 min_visible: float = 0.3, leave_fraction: float = 0.2, max_colour_diff: Optional[float] = None,
+                 occlusion_cover: float = 0.7):
         if patience < 0:
             raise ValueError(f"patience must be >= 0, got {patience}")
         self.shape = tuple(shape)
@@ -147,20 +169,21 @@ class Tracker:
         self.sigmas, self.grid, self.alpha, self.beta = sigmas, grid, alpha, beta
         self.min_visible, self.leave_fraction = min_visible, leave_fraction
         self.max_colour_diff = max_colour_diff
+        self.occlusion_cover = occlusion_cover
         self.images = None
         self.tracks: List[_State] = []
         self.next_id = 1
 
     def _propagate(self, s: _State, fwd, bwd) -> None:
-        if s.lost:  # coasting: the last measured velocity
-            s.box_state.box = s.box_state.box + np.r_[s.velocity, 0, 0]
+        s.misses += 1
+        if s.lost:
+            s.coast()
         else:
             s.box_state = propagate_box(s.box_state, fwd, bwd, alpha=self.alpha, beta=self.beta,
                                         min_visible=self.min_visible, images=self.images,
                                         max_colour_diff=self.max_colour_diff)
             if s.box_state.lost:
-                s.lost = True
-                s.box_state.box = s.box_state.box + np.r_[s.velocity, 0, 0]
+                s.coast()
             else:
                 s.velocity = s.box_state.velocity
         if s.keypoints is not None and not s.lost:
@@ -170,8 +193,7 @@ class Tracker:
             kp[live[ok], :2] = moved[ok]
             kp[live[~ok], 2] = 0
         elif s.keypoints is not None:
-            s.keypoints[:, :2] += s.velocity
-        s.misses += 1
+            s.keypoints[:, :2] += s.anchor_velocity
 
     def _similarity(self, states: List[_State], dets: List[Detection]) -> np.ndarray:
         if not states or not dets:
@@ -221,7 +243,13 @@ class Tracker:
             self.tracks.append(_State(self.next_id, dets[j], self.grid, self.shape, others(j)))
             matched[id(self.tracks[-1])] = j
             self.next_id += 1
-        h, w = self.shape
+        # A track without a detection sitting on a track that has one is taken to be behind it (its points
+        # were carried onto the occluder by a flow smooth across the boundary): it coasts, unseen.
+        got = [t.box for t in self.tracks if id(t) in matched and not t.lost]
+        for t in self.tracks:
+            if not t.lost and id(t) not in matched and got:
+                if _covered(t.box, np.array(got)) >= self.occlusion_cover:
+                    t.coast()
         alive = []
         for s in self.tracks:
             inside = clip_boxes(s.box[None], self.shape)[0]
