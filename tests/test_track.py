@@ -228,6 +228,19 @@ def test_model_path_plumbing():
     assert len(res) == 4
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (none visible to PyTorch)")
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "tf32"])
+def test_model_path_cuda(precision):
+    """The same plumbing with the model on a GPU in each precision: flow comes back to numpy on the host."""
+    import fastflow
+
+    model = fastflow.load_model(device="cuda", precision=precision, random_weights=True)
+    s = make_sequence(1, height=64, width=96, n_frames=5)
+    out = list(propagate(s.frames, model, points=[[20, 20]], boxes=[[10, 10, 20, 20]], batch=4))
+    assert len(out) == 5 and np.isfinite(out[-1].boxes).all()
+    assert len(list(track_detections(s.frames, model, s.detections(), batch=2))) == 5
+
+
 # ------------------------------------------------------------------------------------------ formats
 def test_formats_round_trip(tmp_path):
     s = make_sequence(int(np.random.default_rng().integers(10_000)), n_frames=12)
