@@ -17,6 +17,7 @@ _LAZY = {
     "write_flow": ("io", "write_flow"),
     "flow_to_color": ("viz", "flow_to_color"),
     "track_points": ("tracking", "track_points"),
+    "track": ("track", None),
     "extract": ("extraction", "extract"),
     "validate": ("validation", "validate"),
     "reference": ("reference", None),

@@ -1,4 +1,4 @@
-"""The ``fastflow`` command: ``flow``, ``video``, ``extract``, ``validate``, ``bench``, ``info``.
+"""The ``fastflow`` command: ``flow``, ``video``, ``track``, ``extract``, ``validate``, ``bench``, ``info``.
 
 One module per subcommand, each with ``register(subparsers)``; the library (``fastflow.*`` outside
 this package) never imports this package or argparse. Errors a user can cause (bad paths,
@@ -11,14 +11,14 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import bench, extract, flow, info, validate, video
+from . import bench, extract, flow, info, track, validate, video
 from ..util import first_line
 from ._common import EXIT_USAGE, CLIError
 
 __all__ = ["main", "build_parser", "CLIError"]
 
 # In the order `fastflow --help` lists them.
-COMMANDS = (flow, video, extract, validate, bench, info)
+COMMANDS = (flow, video, track, extract, validate, bench, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
