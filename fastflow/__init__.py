@@ -18,8 +18,7 @@ _LAZY = {
     "flow_to_color": ("viz", "flow_to_color"),
     "track_points": ("tracking", "track_points"),
     "extract": ("extraction", "extract"),
-    # the module, callable as fastflow.validate(model, dataset, root, ...) (see fastflow/validate.py)
-    "validate": ("validate", None),
+    "validate": ("validation", "validate"),
     "reference": ("reference", None),
     "precision": ("precision", None),
     "ops": ("ops", None),

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import torch
 
-__all__ = ["CheckpointError", "load_checkpoint_state", "check_state_dict"]
+__all__ = ["CheckpointError", "load_checkpoint_state", "check_state_dict", "describe_checkpoint"]
 
 
 class CheckpointError(ValueError):
@@ -158,3 +158,28 @@ def check_state_dict(model: torch.nn.Module, state: Dict[str, torch.Tensor], sou
     if shapes:
         parts.append(f"mis-shaped ({len(shapes)}): {'; '.join(shapes[:6])}{' ...' if len(shapes) > 6 else ''}")
     raise CheckpointError("; ".join(parts))
+
+
+def describe_checkpoint(path: str) -> dict:
+    """What a checkpoint file holds: size, sha256, tensors, parameters, dtypes, and whether it is a
+    FlowNet2-S state dict (raises CheckpointError naming the problem when it is not)."""
+    import hashlib
+
+    from .model import FlowNet2S
+
+    state = load_checkpoint_state(path)
+    check_state_dict(FlowNet2S(), state, source=path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
+    return {
+        "path": os.path.abspath(path),
+        "bytes": os.path.getsize(path),
+        "sha256": digest.hexdigest(),
+        "tensors": len(state),
+        "parameters": sum(v.numel() for v in state.values()),
+        "dtypes": dtypes,
+        "model": "FlowNet2-S (flownet2-pytorch FlowNet2S, batchNorm=False): loads into fastflow.FlowNet2S",
+    }

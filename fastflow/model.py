@@ -39,7 +39,7 @@ from .network import pad8 as _pad8
 from .reference import check_pair_input
 from .reference import FlowNet2S as _ReferenceFlowNet2S
 
-__all__ = ["FlowNet2S", "CheckpointError", "load_checkpoint_state"]
+__all__ = ["FlowNet2S", "CheckpointError", "load_checkpoint_state", "cpu_compute_dtype", "cpu_forward_description"]
 
 _VERSION = operator.attrgetter("_version")
 _WARNED_NO_CUDA = False
@@ -63,6 +63,13 @@ _X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 @functools.lru_cache(maxsize=None)
+def cpu_forward_description() -> str:
+    """What the CPU forward of a float32 FlowNet2S runs on, in words (``fastflow info``)."""
+    if _mkldnn_ok(torch.float32):
+        return "oneDNN convolutions on packed weights (LeakyReLU fused) + fastflow C++ prologue/output kernels"
+    return "PyTorch channels_last convolutions (no oneDNN in this torch) + fastflow C++ prologue/output kernels"
+
+
 def _cpu_has_bf16_instructions() -> bool:
     """AMX or AVX512-BF16 on x86 (without them oneDNN emulates bf16, 2.5x slower than fp32);
     elsewhere oneDNN's own bf16 check decides."""

@@ -11,7 +11,7 @@ import fastflow
 from _flow_datasets import Oracle, write_all, write_middlebury, write_motorcycle
 from conftest import requires_cuda
 from fastflow.datasets import DatasetError
-from fastflow.validate import end_point_error, format_report, outlier_mask, supported_precisions, validate
+from fastflow.validation import end_point_error, format_report, outlier_mask, supported_precisions, validate
 from test_cli import assert_one_line_error, run
 
 LAYOUTS = [("sintel-clean", "sintel"), ("sintel-final", "sintel"), ("kitti-2015", "kitti15"),
@@ -199,15 +199,67 @@ def test_compare_precisions_cuda(data, model):
         assert np.isfinite(r["epe"]) and 0 <= r["vs_fp32"]["epe"] < 0.05 * cpu["epe"]
 
 
-def test_fastflow_validate_is_callable(data):
-    import fastflow.validate as module
+def test_fastflow_validate_is_the_function(data):
+    """fastflow.validate is the function (the package is fastflow.validation), also once the
+    package is imported."""
+    import fastflow.validation as package
 
     d, truths = data
-    assert callable(fastflow.validate) and callable(module)
-    assert module(Oracle(truths["chairs"]), "chairs", d / "chairs")["results"]["custom"]["epe"] == 0
+    assert fastflow.validate is package.validate and callable(fastflow.validate)
+    assert fastflow.validate(Oracle(truths["chairs"]), "chairs", d / "chairs")["results"]["custom"]["epe"] == 0
 
 
-# ------------------------------------------------------------------------------------ command
+def _chairs_copy(d, tmp_path, edit):
+    """The chairs set copied, with ``edit(index, flow, valid) -> (flow, valid)`` applied to each
+    ground-truth file (written with unknown-flow markers where not valid)."""
+    import shutil
+
+    from fastflow.io import read_flow, write_flow
+
+    root = tmp_path / "chairs"
+    shutil.copytree(d / "chairs", root)
+    for i, f in enumerate(sorted((root / "data").glob("*_flow.flo"))):
+        flow = read_flow(str(f)).copy()
+        flow, valid = edit(i, flow, np.ones(flow.shape[:2], bool))
+        write_flow(str(f), flow, valid=valid)
+    return root
+
+
+def test_no_valid_ground_truth_is_an_error(data, tmp_path):
+    """Every pixel unknown: an error naming the dataset, not an EPE of NaN and success."""
+    d, _ = data
+    root = _chairs_copy(d, tmp_path, lambda i, f, v: (f, np.zeros_like(v)))
+    with pytest.raises(ValueError, match="none of the 3 pairs has valid ground truth"):
+        validate(lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32), "chairs", root, split="all")
+    r = run("validate", "--dataset", "chairs", "--root", root, "--split", "all", "--random-weights", "--device", "cpu",
+            "--quiet")
+    assert_one_line_error(r, "none of the 3 pairs has valid ground truth")
+
+
+def test_unscored_pairs_and_implausible_ground_truth_are_reported(data, tmp_path):
+    """A pair with no valid ground truth is named and not counted as scored; ground truth of 1e8 px
+    (under the 1e9 unknown marker) is not scored and is warned about."""
+    d, _ = data
+
+    def edit(i, flow, valid):
+        if i == 0:
+            valid[:] = False
+        if i == 1:
+            flow[:5, :7] = 1e8
+        return flow, valid
+
+    root = _chairs_copy(d, tmp_path, edit)
+    res = validate(lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32), "chairs", root, split="all")
+    r = res["results"]["custom"]
+    assert res["pairs"] == 3 and res["pairs_scored"] == 2 and r["pixels"] == 2 * 48 * 64 - 35
+    assert 0 < r["epe"] < 10  # the 1e8 px pixels are not scored (zero flow: EPE = |gt| of the rest)
+    report = format_report(res)
+    assert "3 pairs (2 scored)" in report
+    assert "1 of 3 pairs have no valid ground truth and are not scored: 00001" in report
+    assert "35 ground-truth pixels in 1 pair are longer than 4 frame diagonals" in report and "00002" in report
+
+
+# ------------------------------------------------------------------------------------ command# ------------------------------------------------------------------------------------ command
 def test_command_end_to_end_json(data, checkpoint, model, tmp_path):
     d, truths = data
     out = tmp_path / "res.json"
@@ -231,9 +283,9 @@ def test_command_end_to_end_json(data, checkpoint, model, tmp_path):
 def test_command_single_precision_kitti(data, checkpoint):
     d, _ = data
     r = run("validate", "--dataset", "kitti-2015", "--root", d / "kitti15", "--checkpoint", checkpoint,
-            "--device", "cpu", "--limit", "1", "--quiet")
+            "--device", "cpu", "--limit", "1", "--quiet", "--precision", "tf32")
     assert r.returncode == 0, r.stderr
-    assert "Fl-all" in r.stdout and "1 pairs" in r.stdout and "no TF32 on a CPU" in r.stdout
+    assert "Fl-all" in r.stdout and "1 pair from" in r.stdout and "no TF32 on a CPU" in r.stdout
     assert r.stderr.strip() == ""
 
 
@@ -263,18 +315,18 @@ def test_command_errors_are_one_line(data, checkpoint, args, needles):
 
 
 def test_non_finite_flow_is_counted_and_json_stays_strict(data):
-    from fastflow.validate import _json_safe
+    from fastflow.validation import json_safe
 
     d, _ = data
     res = validate(lambda a, b: np.full(a.shape[:2] + (2,), np.nan, np.float32), "chairs", d / "chairs")
     r = res["results"]["custom"]
     assert np.isnan(r["epe"]) and r["nonfinite_pixels"] == 2 * 48 * 64
     assert "non-finite flow at 6144 pixels" in format_report(res)
-    assert json.loads(json.dumps(_json_safe(res), allow_nan=False))["results"]["custom"]["epe"] is None
+    assert json.loads(json.dumps(json_safe(res), allow_nan=False))["results"]["custom"]["epe"] is None
     # a precision whose flow is NaN on one pair shows NaN against fp32 too, its max included
-    from fastflow.validate import _Stats
+    from fastflow.validation.metrics import Stats
 
-    st = _Stats()
+    st = Stats()
     ds = fastflow.datasets.load_dataset("chairs", d / "chairs")
     for i, s in enumerate(ds):
         bad = s.flow + (np.nan if i == 0 else 0.5)
@@ -287,7 +339,7 @@ def test_import_is_cheap_and_help_lists_the_options():
     import subprocess
     import sys
 
-    code = "import sys, fastflow.validate, fastflow.datasets; fastflow.validate; print('torch' in sys.modules)"
+    code = "import sys, fastflow.validation, fastflow.datasets, fastflow.cli; fastflow.validate; print('torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
     r = run("validate", "--help")

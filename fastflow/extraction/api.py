@@ -38,12 +38,14 @@ class _Signals:
     def __init__(self):
         self.active = threading.current_thread() is threading.main_thread()
         self.old = {}
+        self.received: Optional[int] = None  # (Ray's wait turns the exception into a plain KeyboardInterrupt)
 
     def install(self) -> None:
         if not self.active:
             return
 
         def handler(signum, frame):
+            self.received = signum
             raise ExtractInterrupted(signum)
 
         for sig in (signal.SIGTERM,):
@@ -194,7 +196,7 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, random
             Engine(model, opts, batch, on_pairs=prog.add_pairs, on_start=prog.start_input,
                    notes=notes).run(todo, on_result)
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", signal.SIGINT)
+        signum = signals.received or getattr(e, "signum", signal.SIGINT)
         finished = sum(r["status"] in ("done", "skipped") for r in results)
         raise ExtractInterrupted(signum, f"interrupted ({signal.Signals(signum).name}) with "
                                          f"{finished} of {plural(len(jobs), 'input')} finished; rerun the same "

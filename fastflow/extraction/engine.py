@@ -11,16 +11,10 @@ from .messages import (Frame, InputEnd, InputError, InputStart, PairId, WriteAbo
                        WriteRgb, WriteStart)
 from .options import Options
 from .reader import Reader, first_line
-from .record import clear_own, foreign_files, identity, own_files
+from .record import clear_own, identity, own_files
 from .writer import Writer
 
-__all__ = ["Engine", "foreign_reason"]
-
-
-def foreign_reason(job: Job, foreign) -> str:
-    shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
-    return (f"{job.outdir} holds files fastflow did not write ({shown}); they are left alone: move them away, "
-            "or use another --out")
+__all__ = ["Engine"]
 
 
 class Engine:
@@ -139,13 +133,10 @@ class Engine:
 
     @staticmethod
     def _prepare(job: Job) -> Optional[str]:
-        """Clear what earlier runs of this input wrote; the reason it cannot start, or None."""
-        own = own_files(job)
-        foreign = foreign_files(job, own)
-        if foreign:
-            return foreign_reason(job, foreign)
+        """Clear what earlier runs of this input wrote (files of others stay: the writer fails the
+        input rather than overwrite one); the reason it cannot start, or None."""
         try:
-            clear_own(job, own)
+            clear_own(job, own_files(job))
             os.makedirs(job.outdir, exist_ok=True)
         except OSError as e:
             return f"cannot write to {job.outdir}: {e.strerror or e}"

@@ -1,12 +1,12 @@
 """``extract(ray=...)``: the same engine in Ray actors, one model each, inputs handed out as actors
-free up; a task of an actor that dies is retried (the actor restarts up to 2 times, a lost actor
-is replaced) and the input redone from its start.
+free up; an actor that dies is replaced and its input redone once from its start (its partial
+files cleared through the input's journal), as in the local pool.
 
 Workers import the driver's installed ``fastflow``: the run gives its Ray job a ``working_dir`` (an
 empty folder), so Ray does not put the driver's current folder, possibly a source checkout with an
 uncompiled ``fastflow/``, first on the workers' ``sys.path``. The model goes through the object
-store once, nested in a list so the actors' constructor arguments hold no object-store reference
-(Ray logs an error for those on actors that may restart). A local Ray the run started is shut down
+store once (actors are not restartable by Ray, which logs an error line for restartable actors
+with object-store arguments). A local Ray the run started is shut down
 at the end, also on an exception (Ctrl-C, SIGTERM through ``extract``'s handler)."""
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from collections import deque
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .jobs import Job
+from .options import plural
+from .pool import RETRIES
 from .reader import first_line
 from .record import clear_own
 from .writer import result
@@ -37,8 +39,7 @@ def import_ray():
 class _RayWorker:
     """A Ray actor: one model, inputs one at a time."""
 
-    def __init__(self, boxed_model, device, precision, opts, batch, threads):
-        import ray
+    def __init__(self, model, device, precision, opts, batch, threads):
         import torch
 
         from .. import precision as prec
@@ -47,7 +48,6 @@ class _RayWorker:
         if threads:
             torch.set_num_threads(threads)
         dev = torch.device(device)
-        model = ray.get(boxed_model[0])
         model = prec.apply(model.to(dev).eval(), prec.resolve(precision, dev))
         self.engine = Engine(model, opts, batch)
 
@@ -88,14 +88,18 @@ def run_ray(todo, model, address, device, precision, opts, batch, workers, progr
         from .. import precision as prec
 
         opts = dataclasses.replace(opts, precision=prec.resolve(precision, dev))  # the actors' device
-        boxed = [ray.put(model)]  # kept alive here for restarts; nested, so not a constructor argument ref
-        cls = ray.remote(max_restarts=2, max_task_retries=2, **actor_opts)(_RayWorker)
+        ref = ray.put(model)  # shipped once; held here while actors come and go
+        # No Ray restarts (max_restarts=0): an actor whose process dies is replaced here and its input
+        # retried once, as the local pool does; a restartable actor with its model in the object store
+        # is what Ray logs an error line about on every run.
+        cls = ray.remote(max_restarts=0, **actor_opts)(_RayWorker)
 
         def new_actor():
-            return cls.remote(boxed, dev, precision, opts, batch, threads)
+            return cls.remote(ref, dev, precision, opts, batch, threads)
 
-        spare = 2 * n  # actors that died for good are replaced this many times in all
+        spare = 2 * n  # actors that died are replaced this many times in all
         waiting = deque(todo)
+        tries: Dict[str, int] = {}
         running: Dict[object, Tuple[object, Job]] = {}
 
         def submit(actor) -> None:
@@ -113,14 +117,22 @@ def run_ray(todo, model, address, device, precision, opts, batch, workers, progr
             actor, job = running.pop(ready[0])
             try:
                 r = ray.get(ready[0])
-            except Exception as e:  # noqa: BLE001 - retries exhausted: this input fails
+            except ray.exceptions.RayActorError as e:  # the worker process died: replace it, retry once
                 clear_own(job)
-                r = result(job, "failed", f"Ray task failed after retries: {first_line(e)[:300]}")
-                if isinstance(e, ray.exceptions.RayActorError):
-                    actor = None
-                    if spare > 0:
-                        spare -= 1
-                        actor = new_actor()
+                tries[job.name] = tries.get(job.name, 0) + 1
+                actor = None
+                if spare > 0:
+                    spare -= 1
+                    actor = new_actor()
+                if tries[job.name] <= RETRIES and actor is not None:
+                    waiting.appendleft(job)
+                    submit(actor)
+                    continue
+                r = result(job, "failed", f"the Ray worker died {plural(tries[job.name], 'time')} on this input: "
+                                          f"{first_line(e)[:300]}")
+            except Exception as e:  # noqa: BLE001 - the task failed: this input fails
+                clear_own(job)
+                r = result(job, "failed", f"Ray task failed: {first_line(e)[:300]}")
             results.append(r)
             progress.add_pairs(r["pairs"])
             progress.input_done(r)

@@ -109,8 +109,18 @@ class Reader(threading.Thread):
                                              "the flow files would collide"))
         if not self._put(InputStart(job, src.count)):
             return False
+        self._n = 0  # frames decoded so far (for the message when a video fails midway)
+        try:
+            return self._frames(job, src, names)
+        except ValueError as e:
+            if names is not None or src.stated is None:
+                raise
+            raise ValueError(f"{first_line(e)} (after {self._n} decoded frames; the container states "
+                             f"{src.stated})") from None
+
+    def _frames(self, job: Job, src: _Input, names) -> bool:
         shape = size = None
-        n = 0
+        n = self._n = 0
         for frame in src.frames:
             if self.skip == job:
                 return True
@@ -126,7 +136,7 @@ class Reader(threading.Thread):
             stem = names[n] if names else f"{n + 1:05d}"
             if not self._put(Frame(job, n, stem, resize_frame(frame, size))):
                 return False
-            n += 1
+            n = self._n = n + 1
         if names is None:
             bad = check_count(job.source, n, src.stated, src.tol)
             if bad:

@@ -21,7 +21,7 @@ from .files import is_tmp, write_json
 from .jobs import Job
 
 __all__ = ["read_record", "write_record", "option_changes", "identity", "identity_changes", "Journal",
-           "own_files", "foreign_files", "clear_own", "is_finished"]
+           "own_files", "clear_own", "is_finished"]
 
 _HEAD_TAIL = 1 << 20
 # What records of fastflow before the journal counted as its output (they listed no file names).
@@ -118,16 +118,6 @@ def own_files(job: Job) -> set:
     except OSError:
         pass
     return {n for n in names if n and "/" not in n and n not in (".", "..")}
-
-
-def foreign_files(job: Job, own: set) -> List[str]:
-    """Regular files in the input's folder that fastflow did not write (sorted)."""
-    try:
-        entries = os.listdir(job.outdir)
-    except OSError:
-        return []
-    return sorted(f for f in entries if f not in own and not is_tmp(f)
-                  and os.path.isfile(os.path.join(job.outdir, f)))
 
 
 def clear_own(job: Job, own: Optional[set] = None) -> None:

@@ -12,7 +12,8 @@ __all__ = ["after_pairs"]
 KILL_AFTER = "_FASTFLOW_TEST_KILL_AFTER_PAIRS"  # SIGKILL this process after this many pairs are written,
 KILL_ONCE = "_FASTFLOW_TEST_KILL_ONCE"  # ... only if this file does not exist yet (it is created first)
 PAUSE_AFTER = "_FASTFLOW_TEST_PAUSE_AFTER_PAIRS"  # after this many pairs: create PAUSE_FILE and sleep
-PAUSE_FILE = "_FASTFLOW_TEST_PAUSE_FILE"
+PAUSE_FILE = "_FASTFLOW_TEST_PAUSE_FILE"  # (JSON: this process's pid and the fastflow package it imported)
+PAUSE_SECONDS = "_FASTFLOW_TEST_PAUSE_SECONDS"  # how long (default 300; 0 only writes the file)
 
 
 def _create_once(path: str) -> bool:
@@ -40,4 +41,4 @@ def after_pairs(written: int) -> None:
         with open(tmp, "w") as f:
             f.write(info)
         os.replace(tmp, env[PAUSE_FILE])
-        time.sleep(300)  # the test signals or kills the run meanwhile
+        time.sleep(float(env.get(PAUSE_SECONDS, "300")))  # the test signals or kills the run meanwhile

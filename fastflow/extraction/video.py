@@ -40,15 +40,22 @@ def avi_frames(path: str) -> Optional[int]:
         return None
     if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
         return None
-    i = head.find(b"dmlh")
+    counts = []
+    i = head.find(b"dmlh")  # OpenDML: the whole file's count (0 when the writer never filled it in)
     if i >= 0 and i + 12 <= len(head):
-        return struct.unpack("<I", head[i + 8:i + 12])[0]
-    i = head.find(b"strhvids")
-    if i >= 0 and i + 44 <= len(head):
-        return struct.unpack("<I", head[i + 40:i + 44])[0]
+        counts.append(struct.unpack("<I", head[i + 8:i + 12])[0])
+    i = head.find(b"strh")
+    while i >= 0 and i + 44 <= len(head):  # the video stream's length
+        if head[i + 8:i + 12] == b"vids":
+            counts.append(struct.unpack("<I", head[i + 40:i + 44])[0])
+            break
+        i = head.find(b"strh", i + 4)
     i = head.find(b"avih")
     if i >= 0 and i + 28 <= len(head):
-        return struct.unpack("<I", head[i + 24:i + 28])[0]
+        counts.append(struct.unpack("<I", head[i + 24:i + 28])[0])
+    for n in counts:
+        if n:
+            return n
     return None
 
 

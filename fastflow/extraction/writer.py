@@ -16,7 +16,7 @@ from .options import Options
 from .reader import first_line
 from .record import Journal, clear_own, write_record
 
-__all__ = ["Writer", "result", "ENCODER_THREADS"]
+__all__ = ["Writer", "result", "ENCODER_THREADS", "foreign_reason"]
 
 ENCODER_THREADS: Optional[int] = None  # threads writing a batch's files; None: half the cores, 1..4
 
@@ -26,6 +26,15 @@ def result(job: Job, status: str, reason: Optional[str] = None, frames: int = 0,
     """One input's entry in the summary."""
     return {"input": job.path, "name": job.name, "status": status, "reason": reason, "frames": frames,
             "pairs": pairs, "seconds": round(seconds, 3), "size": list(size) if size else None}
+
+
+def foreign_reason(job: Job, name: str) -> str:
+    return (f"{os.path.join(job.outdir, name)} exists and fastflow did not write it (it is left alone, and so "
+            "is every other file of yours there): move it away, or use another --out")
+
+
+class _Collision(Exception):
+    """A file to write exists and is not this run's: the user's own."""
 
 
 class _InputState:
@@ -107,12 +116,21 @@ class Writer(threading.Thread):
                 self._write_flows(st, msg)
             elif isinstance(msg, WriteFinish):
                 self._finish(st, msg)
+        except _Collision as e:
+            self._fail(st, str(e))
         except OSError as e:
             self._fail(st, f"cannot write to {st.job.outdir}: {e.strerror or e}")
         except Exception as e:  # noqa: BLE001 - e.g. an encoder refusing the data: this input fails
             self._fail(st, f"writing {st.job.outdir} failed: {first_line(e)}")
 
+    def _check_free(self, st: _InputState, names) -> None:
+        """Earlier runs' files were cleared at the start: a name taken now is someone else's file."""
+        for name in names:
+            if name not in st.files and os.path.lexists(os.path.join(st.job.outdir, name)):
+                raise _Collision(foreign_reason(st.job, name))
+
     def _write(self, st: _InputState, files) -> None:
+        self._check_free(st, [name for name, _, _ in files])
         st.journal.add([name for name, _, _ in files])  # on disk before any of them exists
         st.files += [name for name, _, _ in files]
         items = [(os.path.join(st.job.outdir, name), w, data) for name, w, data in files]
@@ -127,6 +145,7 @@ class Writer(threading.Thread):
 
         if self.opts.format == "npy":  # raw float16 now, the .npy header once the count is known
             if st.npy_part is None:
+                self._check_free(st, ["flow.npy"])
                 st.journal.add(["flow.npy"])
                 st.npy_part = open(os.path.join(st.job.outdir, f".flow.npy.part{TMP_TAG}"), "wb")
                 st.npy_shape = msg.flows[0].shape
