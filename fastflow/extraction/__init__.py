@@ -14,7 +14,8 @@ frames ``(i, i + step)``, named by the pair's first frame, in one of four format
 Safety (docs/design.md section 12): one run per output folder (``lock``); every file written under
 a temporary name and renamed (``files``); an input finished only when its completion record exists,
 written last after ``os.sync`` and tied to the input's content (``record``); only files a run
-itself wrote (its journal, its record) are ever removed, a folder holding other files is reported;
+itself wrote (its journal, its record) are ever removed, and an input that would overwrite someone
+else's file fails naming it;
 a video whose decoded frame count differs from its container's fails instead of being renumbered
 (``video``); worker processes die with the run and a killed worker's input is retried once
 (``pool``, ``worker``); SIGINT / SIGTERM stop everything and say how to resume (``api``).

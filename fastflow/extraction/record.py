@@ -5,7 +5,7 @@
 - The journal ``OUT/.fastflow-done/<name>.journal`` lists, one a line, every file the running
   input is about to create, flushed to disk before the file gets its name. So a rerun after a kill
   knows which files of ``OUT/<name>/`` it wrote; anything else there is the user's and is never
-  removed (the input is reported instead).
+  removed or overwritten (the writer fails the input instead).
 - The identity of an input (size and a hash of its first and last MiB for a file; the names and
   sizes of a folder's frames) is kept in the record, so a changed input is redone, not skipped.
 """
