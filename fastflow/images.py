@@ -306,7 +306,8 @@ def open_frames(source: str) -> FrameSource:
     try:
         import imageio.v3 as iio
     except ImportError:
-        raise ImportError("reading video needs imageio and imageio-ffmpeg: pip install 'fastflow[video]'") from None
+        raise ImportError("reading video needs imageio and imageio-ffmpeg: pip install '.[video]' in fastflow's "
+                          "source folder (or pip install imageio imageio-ffmpeg)") from None
     try:
         it = iio.imiter(source)
         first = next(it)

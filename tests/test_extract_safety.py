@@ -97,17 +97,19 @@ def test_finished_folder_keeps_a_dropped_in_file(data, tmp_path):
 
 
 def test_unfinished_input_clears_only_its_own_files(data, tmp_path):
-    """An input killed mid-way leaves files it listed in its journal: the rerun removes those and
-    keeps a file the user put there meanwhile... by refusing, not deleting."""
+    """An input killed mid-way leaves files it listed in its journal: the rerun removes and redoes
+    those and keeps a file the user put there meanwhile."""
     out = tmp_path / "out"
     args = [data["inputs"][1], "--out", out, "--checkpoint", data["ck"], "--device", "cpu", "--batch", "1"]
     r = Run("extract", *args, env=_env(_FASTFLOW_TEST_KILL_AFTER_PAIRS=2))
     rc, _, err = r.wait()
     assert rc == -signal.SIGKILL, err
     assert sorted(os.listdir(out / "in1")) == ["000.flo", "001.flo"]
-    rc, outp, err = Run("extract", *args, "--quiet").wait()
-    assert rc == 0 and "1 done" in outp, err
-    assert sorted(os.listdir(out / "in1")) == ["000.flo", "001.flo", "002.flo"]
+    (out / "in1" / "notes.txt").write_text("mine")  # put there between the runs
+    s = fastflow.extract(data["inputs"][1], out, checkpoint=str(data["ck"]), device="cpu", batch=1)
+    assert s["done"] == 1, s
+    assert sorted(os.listdir(out / "in1")) == ["000.flo", "001.flo", "002.flo", "notes.txt"]
+    assert (out / "in1" / "notes.txt").read_text() == "mine"
 
 
 # ------------------------------------------------------------------------- item 9: damaged videos
@@ -174,7 +176,7 @@ def test_changed_input_is_redone(data, tmp_path):
 
 
 # --------------------------------------------------------------- item 11: two runs on one folder
-def test_second_run_is_refused_and_a_stale_lock_taken_over(data, tmp_path):
+def test_second_run_is_refused_and_a_stale_lock_taken_over(data, tmp_path, capfd):
     out = tmp_path / "out"
     marker = tmp_path / "paused"
     args = ["--out", out, "--checkpoint", data["ck"], "--device", "cpu", "--batch", "1", "--quiet"]
@@ -193,9 +195,10 @@ def test_second_run_is_refused_and_a_stale_lock_taken_over(data, tmp_path):
     a.wait()
     a.assert_all_gone()
     # the holder is dead: its lock is stale, the next run takes it over and resumes
-    rc, outp, err = Run("extract", *data["inputs"][:2], *args).wait()
-    assert rc == 0 and "2 done" in outp, err
-    assert "stale" in err
+    assert (out / ".fastflow-lock").exists()
+    s = fastflow.extract(data["inputs"][:2], out, checkpoint=str(data["ck"]), device="cpu", batch=1)
+    assert s["done"] == 2, s
+    assert "stale" in capfd.readouterr().err
     assert not (out / ".fastflow-lock").exists()
 
 
@@ -234,15 +237,15 @@ def test_sigkill_of_the_parent_takes_the_workers_with_it(data, tmp_path):
 
 def test_a_killed_worker_is_replaced_and_its_input_retried(data, tmp_path):
     out = tmp_path / "out"
-    r = Run("extract", *data["inputs"][:4], "--out", out, "--checkpoint", data["ck"], "--device", "cpu",
+    r = Run("extract", *data["inputs"][:3], "--out", out, "--checkpoint", data["ck"], "--device", "cpu",
             "--workers", "2", "--batch", "1", "--quiet", "--report", tmp_path / "rep.json",
             env=_env(_FASTFLOW_TEST_KILL_AFTER_PAIRS=2, _FASTFLOW_TEST_KILL_ONCE=tmp_path / "once"))
     rc, outp, err = r.wait()
-    assert rc == 0 and "4 done" in outp, (outp, err)
+    assert rc == 0 and "3 done" in outp, (outp, err)
     assert (tmp_path / "once").exists()  # a worker did die
     rep = json.loads((tmp_path / "rep.json").read_text())
-    assert [x["status"] for x in rep["results"]] == ["done"] * 4
-    for i in range(4):
+    assert [x["status"] for x in rep["results"]] == ["done"] * 3
+    for i in range(3):
         assert sorted(os.listdir(out / f"in{i}")) == ["000.flo", "001.flo", "002.flo"]
     r.assert_all_gone()
 

@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="local worker processes, one model each (GPUs round robin); with --ray: Ray workers")
     p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
-                   help="run on a Ray cluster (ADDRESS, or a local Ray when omitted); needs fastflow[cluster]")
+                   help="run on a Ray cluster (ADDRESS, or a local Ray when omitted); needs Ray: pip install '.[cluster]'")
     p.add_argument("--root", help="name outputs by their path relative to ROOT (keeps class folders)")
     p.add_argument("--overwrite", action="store_true", help="redo inputs finished earlier with other options")
     p.add_argument("--report", help="write the summary and per-input results as JSON here")

@@ -104,7 +104,6 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, random
     :class:`ExtractInterrupted` (a KeyboardInterrupt) on SIGINT / SIGTERM.
     """
     from .. import precision as prec
-    from ..load import RANDOM_WEIGHTS_SEED, load_model
 
     t0 = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
@@ -127,45 +126,6 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, random
         from .rayrun import import_ray
 
         import_ray()
-    # the model: loaded (and so checked) once, here; shipped from the CPU to workers and actors
-    import torch
-
-    from ..load import resolve_device
-
-    shipped = use_ray or pool
-    if pool:
-        from .pool import devices
-
-        run_dev = torch.device(devices(device, 1)[0])
-    elif use_ray:  # the actors' device; Ray's own GPUs are only known after ray.init (see rayrun)
-        run_dev = torch.device("cuda" if str(device).startswith("cuda") or (
-            device in (None, "auto") and torch.cuda.is_available()) else "cpu")
-    elif model is not None and device in (None, "auto"):
-        run_dev = next(model.parameters()).device
-    else:
-        run_dev = resolve_device(device)
-    if model is None:
-        if random_weights and checkpoint is not None:
-            raise ValueError("give a checkpoint or random_weights=True, not both")
-        model = load_model(None if random_weights else checkpoint, "cpu" if shipped else run_dev, "fp32",
-                           random_weights=random_weights)
-        wid = f"random (seed {RANDOM_WEIGHTS_SEED})" if random_weights else _weights_id(model)
-        wanted = precision
-    else:
-        wid = _weights_id(model)
-        wanted = precision or prec.of(model)
-        if shipped and any(p.device.type != "cpu" for p in model.parameters()):
-            import copy
-
-            model = copy.deepcopy(model).cpu()
-        elif not shipped:
-            model = model.to(run_dev)
-    name = prec.resolve(wanted, run_dev)
-    if not shipped:
-        model = prec.apply(model.eval(), name)
-    opts = Options(format, step, size, short_side, float(bound), bool(rgb), name, wid)
-    want = opts.record()
-
     signals = _Signals()
     signals.install()
     results: List[dict] = []
@@ -173,7 +133,10 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, random
     lock = OutputLock(out)
     try:
         os.makedirs(out, exist_ok=True)
-        lock.acquire()
+        lock.acquire()  # before the model loads: a second run on this folder stops at once
+        model, opts, wanted = _model_and_options(model, checkpoint, random_weights, device, precision, pool,
+                                                 use_ray, format, step, size, short_side, bound, rgb)
+        want = opts.record()
         todo, notes = _plan(jobs, want, overwrite, results)
         prog = Progress(len(jobs), step, progress)
         for r in results:
@@ -209,7 +172,53 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, random
         signals.restore()
         if created:
             _remove_if_empty(out)
-    return _summary(jobs, results, want, t0, report)
+    return _summary(jobs, results, opts.record(), t0, report)
+
+
+def _model_and_options(model, checkpoint, random_weights, device, precision, pool, use_ray, format, step, size,
+                       short_side, bound, rgb):
+    """The model (loaded, and so checked, once here; for workers and actors on the CPU, shipped
+    from there), the options with the precision it runs as and the weights' id, and the precision
+    asked for (resolved again on each worker's device)."""
+    import torch
+
+    from .. import precision as prec
+    from ..load import RANDOM_WEIGHTS_SEED, load_model, resolve_device
+
+    shipped = use_ray or pool
+    if pool:
+        from .pool import devices
+
+        run_dev = torch.device(devices(device, 1)[0])
+    elif use_ray:  # the actors' device; Ray's own GPUs are only known after ray.init (see rayrun)
+        run_dev = torch.device("cuda" if str(device).startswith("cuda") or (
+            device in (None, "auto") and torch.cuda.is_available()) else "cpu")
+    elif model is not None and device in (None, "auto"):
+        run_dev = next(model.parameters()).device
+    else:
+        run_dev = resolve_device(device)
+    if model is None:
+        if random_weights and checkpoint is not None:
+            raise ValueError("give a checkpoint or random_weights=True, not both")
+        model = load_model(None if random_weights else checkpoint, "cpu" if shipped else run_dev, "fp32",
+                           random_weights=random_weights)
+        wid = f"random (seed {RANDOM_WEIGHTS_SEED})" if random_weights else _weights_id(model)
+        wanted = precision
+    else:
+        wid = _weights_id(model)
+        wanted = precision or prec.of(model)
+        if shipped and any(p.device.type != "cpu" for p in model.parameters()):
+            import copy
+
+            model = copy.deepcopy(model).cpu()
+        elif not shipped:
+            model = model.to(run_dev)
+    name = prec.resolve(wanted, run_dev)
+    if not shipped:
+        model = prec.apply(model.eval(), name)
+    opts = Options(format, step, size, short_side, float(bound), bool(rgb), name, wid)
+    return model, opts, wanted
+
 
 
 def _plan(jobs: List[Job], want: dict, overwrite: bool, results: List[dict]):

@@ -181,7 +181,7 @@ class Writer(threading.Thread):
         os.remove(part)
 
     def _finish(self, st: _InputState, msg: WriteFinish) -> None:
-        from .._backend import __version__
+        from .. import __version__
 
         if self.opts.format == "npy" and st.npy_part is not None:
             self._finish_npy(st)
