@@ -111,6 +111,7 @@ def run_pool(todo, model, device, precision, opts, batch, workers, progress, res
     waiting = deque((job, 0) for job in todo)
     tries: Dict[str, int] = {}
     live: List[_Worker] = []
+    spare = 2 * n  # replacements in all (a worker that cannot even start must not respawn forever)
 
     def spawn(k: int) -> _Worker:
         cfg = WorkerConfig(blob, devs[k % len(devs)], precision, opts, batch, threads)
@@ -140,6 +141,8 @@ def run_pool(todo, model, device, precision, opts, batch, workers, progress, res
                 w, msg = events.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if w not in live:
+                continue  # the end of a worker already stopped (it failed to start)
             if isinstance(msg, WorkerPairs):
                 progress.add_pairs(msg.n)
             elif isinstance(msg, WorkerReady):
@@ -162,9 +165,13 @@ def run_pool(todo, model, device, precision, opts, batch, workers, progress, res
                     if tries[job.name] <= RETRIES:
                         waiting.appendleft((job, tries[job.name]))
                     else:
-                        finish(result(job, "failed", f"the worker process died twice on this input (exit code {code})"))
-                if waiting:
+                        finish(result(job, "failed",
+                                      f"the worker process died twice on this input (exit code {code})"))
+                if waiting and spare > 0:
+                    spare -= 1
                     spawn(w.wid)
+                elif waiting and not fatal:
+                    fatal = f"worker processes kept dying (the last with exit code {code})"
             if not live:
                 break
         while waiting:  # every worker failed to start
