@@ -16,10 +16,9 @@ import time
 import torch
 
 import fastflow
-from fastflow import ops
-from fastflow.bench import sample_pair
-from fastflow.model import _CONCATS, _decoder_stage_cpu, cpu_compute_dtype
-from fastflow.reference import DECODER, ENCODER, FLOW_HEADS
+from fastflow.samples import sample_pair
+from fastflow.model import cpu as model_cpu
+from fastflow.network import DECODER, ENCODER, FLOW_HEADS
 
 
 def layer_flops(h, w, batch):
@@ -38,28 +37,19 @@ def layer_flops(h, w, batch):
 
 
 def run_layers(model, x, dtype, clock):
-    """One forward, layer by layer; returns {layer: ms}."""
-    cdt = cpu_compute_dtype(dtype)
+    """One forward through the model's own CPU forward (``fastflow.model.cpu.run``), each step
+    timed; returns {layer: ms}."""
     b, _, _, h, w = x.shape
-    L = model._cpu_plan((b, 6, h, w)).params
+    plan = model._cpu_plan((b, 6, h, w))
     T = {}
 
-    def t(name, fn, *a):
+    def timed(name, fn, *a):
         t0 = clock()
         r = fn(*a)
         T[name] = (clock() - t0) * 1e3
         return r
 
-    y = t("prologue", ops.normalize_pack, x, 255.0, 6, cdt)
-    outs = {}
-    for name, *_ in ENCODER:
-        y = outs[name] = t(name, L[name], y)
-    for (dec, _, _), (cname, enc, *_), (pred, _, up) in zip(DECODER, _CONCATS, FLOW_HEADS):
-        f = t(pred, L[pred], y)
-        fu = t(up, L[up], f)
-        y = t(dec, _decoder_stage_cpu, L, y, outs[enc], fu, dec, L["concat_channels"][cname])
-    f2 = t("predict_flow2", L["predict_flow2"], y)
-    t("output", ops.upsample_flow, f2, model.div_flow)
+    model_cpu.run(plan.params, x, model.rgb_max, model.div_flow, plan.compute_dtype, on_layer=timed)
     return T
 
 
@@ -110,7 +100,7 @@ def main():
     flops = layer_flops(h, w, args.batch)
     peaks = {"fp32": mm_peak(torch.float32, clock), "bf16": mm_peak(torch.bfloat16, clock)}
     print(f"FlowNet2-S CPU layers, {h}x{w} batch {args.batch}, {torch.get_num_threads()} threads, "
-          f"bf16 computes in {cpu_compute_dtype(torch.bfloat16)}; medians of {args.repeats} interleaved rounds, "
+          f"bf16 computes in {model_cpu.cpu_compute_dtype(torch.bfloat16)}; medians of {args.repeats} interleaved rounds, "
           f"{args.clock} clock")
     print(f"torch.mm 2048^3 peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     print(f"| layer | GFLOP | fp32 ms | fp32 GFLOP/s | bf16 ms | bf16 GFLOP/s | bf16 % of mm peak |")

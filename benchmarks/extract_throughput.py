@@ -30,7 +30,7 @@ def make_video(path, frames, h, w):
     import numpy as np
     from PIL import Image
 
-    from fastflow.bench import load_photo
+    from fastflow.samples import load_photo
 
     photo = load_photo()
     scale = max((h + 2 * frames + 8) / photo.shape[0], (w + 3 * frames + 8) / photo.shape[1])

@@ -10,7 +10,7 @@ import torch
 
 import fastflow
 from conftest import synced
-from fastflow.bench import sample_pair
+from fastflow.samples import sample_pair
 from fastflow.reference import FlowNet2S as Reference
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

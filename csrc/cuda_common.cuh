@@ -57,6 +57,10 @@ void raise_smem_limit_once(int bytes, int device, const char* op) {
   if (bit && (raised.load(std::memory_order_acquire) & bit)) return;
   cuda_check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), op,
              "cudaFuncSetAttribute");
+  // Prefer the largest shared-memory carveout, so that as many blocks as the kernel's
+  // __launch_bounds__ ask for fit (two 80 KB blocks of the 128x128 igemm tile an SM).
+  cuda_check(cudaFuncSetAttribute(Kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  int(cudaSharedmemCarveoutMaxShared)), op, "cudaFuncSetAttribute");
   raised.fetch_or(bit, std::memory_order_acq_rel);
 }
 

@@ -39,7 +39,10 @@ template <int kConfig>
 struct TileConfig;
 template <>
 struct TileConfig<0> {
-  static constexpr int kBM = 128, kBN = 128, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 1;
+  // kMinBlocks 2: ptxas keeps it at 128 registers (144 when free) with no spills, so two blocks
+  // (16 warps, 160 KB of shared memory) are resident on sm_80/sm_90 instead of one (8 warps):
+  // benchmarks/gpu_report.py, NOTES.md "GPU" has the prediction.
+  static constexpr int kBM = 128, kBN = 128, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 2;
 };
 template <>
 struct TileConfig<1> {

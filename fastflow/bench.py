@@ -23,47 +23,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
-from .reference import flops_per_pair
+from .precision import torch_tf32
+from .network import flops_per_pair
+from .samples import sample_pair
+from .util import first_line
 
-__all__ = ["sample_pair", "BenchRow", "run_model_bench", "format_table", "tf32_mode", "bench_environment"]
-
-_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-# The pair's second frame is the crop shifted by this many pixels (x, y): true flow is -shift.
-PAIR_SHIFT = (6, 4)
-
-
-def load_photo() -> np.ndarray:
-    """The shipped photograph as an (H, W, 3) uint8 array."""
-    from PIL import Image
-
-    with Image.open(os.path.join(_DATA, "astronaut.jpg")) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def sample_pair(height: int, width: int, batch: int = 1, device="cpu", variant: int = 0) -> torch.Tensor:
-    """``(batch, 3, 2, height, width)`` float32 RGB 0..255 pair made from the shipped photograph.
-
-    The photo is resized to cover ``height x width`` plus a margin, then cropped twice, the second
-    crop shifted by PAIR_SHIFT; ``variant`` moves both crops (for rotating inputs), batch items
-    use different crop positions.
-    """
-    img = torch.from_numpy(load_photo().copy()).permute(2, 0, 1).float()[None]
-    dx, dy = PAIR_SHIFT
-    margin = 8 * (batch + variant) + max(dx, dy) + 1
-    scale = max((height + margin) / img.shape[2], (width + margin) / img.shape[3])
-    size = (int(np.ceil(img.shape[2] * scale)), int(np.ceil(img.shape[3] * scale)))
-    img = torch.nn.functional.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-    pairs = []
-    for i in range(batch):
-        o = 8 * (i + variant) % max(1, margin - max(dx, dy))
-        f0 = img[:, o : o + height, o : o + width]
-        f1 = img[:, o + dy : o + dy + height, o + dx : o + dx + width]
-        pairs.append(torch.stack((f0, f1), dim=1))
-    return torch.stack(pairs).clamp_(0, 255).contiguous().to(device)
-
+__all__ = ["BenchRow", "run_model_bench", "format_table", "bench_environment", "rows_to_dicts"]
 
 @dataclass
 class BenchRow:
@@ -127,18 +94,6 @@ def _warm_up(fn, inputs: Sequence[torch.Tensor], warmup: int, cuda: bool) -> int
 def _spread(times: Sequence[float]) -> Dict[str, float]:
     q = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "iqr_ms": q[2] - q[0]}
-
-
-@contextlib.contextmanager
-def tf32_mode(enabled: bool):
-    """Context manager: TF32 for PyTorch matmuls and convolutions (and the fused forward) on/off."""
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 @contextlib.contextmanager
@@ -244,12 +199,14 @@ def bench_environment(device) -> Dict[str, object]:
         env["device"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
     else:
-        from .model import cpu_compute_dtype
+        from .model.cpu import cpu_compute_dtype, cpu_isa_path
 
         env["device"] = f"CPU: {_cpu_name()}"
         env["cpu_count"] = os.cpu_count()
         env["cpu_flags"] = _cpu_flags()
         env["cpu_bf16_compute"] = str(cpu_compute_dtype(torch.bfloat16)).replace("torch.", "")
+        env["cpu_paths"] = {p: cpu_isa_path(dt) for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                                              ("fp16", torch.float16))}
     return env
 
 
@@ -291,7 +248,7 @@ def run_model_bench(
 
     from .reference import FlowNet2S as Ref
 
-    with torch.no_grad(), tf32_mode(False):
+    with torch.no_grad(), torch_tf32(False):
         oracle = Ref().to(device).eval()
         oracle.load_state_dict(state)
         ref_out = oracle(inputs[0]).float()
@@ -336,7 +293,7 @@ def run_model_bench(
                     return fn(x)
 
                 def tf(tf32=tf32):
-                    return contextlib.nullcontext() if tf32 is None else tf32_mode(tf32)
+                    return contextlib.nullcontext() if tf32 is None else torch_tf32(tf32)
 
                 with torch.no_grad(), tf():
                     if cuda:
@@ -381,7 +338,7 @@ def run_model_bench(
                     with torch.no_grad(), tf():
                         times[i].append(_timed_call(call, x, cuda))
                 except Exception as e:
-                    log(f"{row.impl} {row.precision}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                    log(f"{row.impl} {row.precision}: failed: {type(e).__name__}: {first_line(e)[:200]}")
                     failed.add(i)
     rows: List[BenchRow] = []
     base_times = None

@@ -30,6 +30,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .util import first_line
+
 __all__ = ["DATASETS", "DatasetError", "SampleFiles", "FlowSample", "FlowDataset", "load_dataset", "read_rgb"]
 
 #: Dataset names accepted by :func:`load_dataset` (and ``fastflow validate --dataset``).
@@ -93,8 +95,6 @@ def _require_file(path: str, what: str) -> str:
     return path
 
 
-def _short_error(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def read_rgb(path: str) -> np.ndarray:
@@ -106,7 +106,7 @@ def read_rgb(path: str) -> np.ndarray:
     try:
         img = read_image(path)
     except ValueError as e:
-        msg = _short_error(e)
+        msg = first_line(e)
         raise DatasetError(msg if path in msg else f"cannot read image {path}: {msg}") from None
     return img
 
@@ -118,7 +118,7 @@ def _read_gt(path: str):
     try:
         flow, valid = read_flow(path, return_valid=True)
     except (ValueError, OSError) as e:
-        msg = _short_error(e)
+        msg = first_line(e)
         raise DatasetError(msg if os.path.basename(path) in msg else f"cannot read flow {path}: {msg}") from None
     flow = np.where(valid[..., None], flow, np.float32(0))
     return flow.astype(np.float32, copy=False), valid
@@ -132,7 +132,7 @@ def _read_mask(path: str, what: str) -> np.ndarray:
         with Image.open(path) as im:
             m = np.asarray(im.convert("L"))
     except (OSError, ValueError, SyntaxError, EOFError) as e:  # Pillow's errors for bad or truncated files
-        raise DatasetError(f"cannot read {what} {path}: {_short_error(e)}") from None
+        raise DatasetError(f"cannot read {what} {path}: {first_line(e)}") from None
     return m > 127
 
 
@@ -180,7 +180,7 @@ def _listdir(path: str) -> List[str]:
     try:
         return sorted(os.listdir(path))
     except OSError as e:
-        raise DatasetError(f"cannot list {path}: {_short_error(e)}") from None
+        raise DatasetError(f"cannot list {path}: {first_line(e)}") from None
 
 
 def _training_dir(root: str, needed: List[str]) -> Optional[str]:
@@ -276,7 +276,7 @@ def _chairs(root: str, split: Optional[str]):
             with open(split_file) as f:
                 labels = [int(t) for t in f.read().split()]
         except (OSError, ValueError) as e:
-            raise DatasetError(f"cannot read {split_file}: {_short_error(e)}") from None
+            raise DatasetError(f"cannot read {split_file}: {first_line(e)}") from None
         if len(labels) != len(flows):
             raise DatasetError(f"{split_file} lists {len(labels)} samples but {data} holds {len(flows)} flow files")
         want = 2 if split == "val" else 1

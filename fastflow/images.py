@@ -20,6 +20,8 @@ import os as _os
 import re as _re
 from typing import Iterator, List, Optional
 
+from .util import first_line
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 __all__ = ["IMAGE_EXTS", "FrameSource", "list_frames", "natural_key", "open_frames", "pil_to_array", "read_image",
@@ -45,11 +47,6 @@ def list_frames(folder: str) -> List[str]:
     names = [f for f in _os.listdir(folder)
              if f.lower().endswith(IMAGE_EXTS) and not f.startswith(".") and _os.path.isfile(_os.path.join(folder, f))]
     return [_os.path.join(folder, f) for f in sorted(names, key=natural_key)]
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e)
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def _is_16bit_rgb(im) -> bool:
@@ -154,9 +151,9 @@ def read_image(path: str):
             im.load()
             return pil_to_array(im, path)
     except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as e:
-        raise ValueError(f"cannot read image {path}: {_first_line(e)}") from None
+        raise ValueError(f"cannot read image {path}: {first_line(e)}") from None
     except ValueError as e:
-        msg = _first_line(e)
+        msg = first_line(e)
         raise ValueError(msg if path in msg else f"cannot read image {path}: {msg}") from None
 
 
@@ -314,7 +311,7 @@ def open_frames(source: str) -> FrameSource:
     except StopIteration:
         raise ValueError(f"{source} has no frames") from None
     except Exception as e:
-        raise ValueError(f"cannot read video {source}: {_first_line(e)}") from None
+        raise ValueError(f"cannot read video {source}: {first_line(e)}") from None
     fps, count = _video_meta(source)
 
     def frames():
@@ -325,7 +322,7 @@ def open_frames(source: str) -> FrameSource:
         except ValueError:
             raise
         except Exception as e:
-            raise ValueError(f"cannot read video {source}: {_first_line(e)}") from None
+            raise ValueError(f"cannot read video {source}: {first_line(e)}") from None
         finally:
             close = getattr(it, "close", None)
             if close is not None:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import fastflow
-from fastflow.bench import load_photo
+from fastflow.samples import load_photo
 from fastflow.io import write_flow
 
 

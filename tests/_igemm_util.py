@@ -84,8 +84,11 @@ def _check_slice(op, prec, buf, before, off, cout, got_ref, lowp_ref_err, seed, 
     return err
 
 
-def check_conv(prec, b, cin, cout, k, stride, h, w, device, cx=None, before=3, after=5, split_k=None):
-    """conv2d_lrelu into channels [before, before + cout) of a (b, before + cout + after, Ho, Wo) buffer."""
+def check_conv(prec, b, cin, cout, k, stride, h, w, device, cx=None, before=3, after=5, split_k=None,
+               pixel_stride=None):
+    """conv2d_lrelu into channels [before, before + cout) of a (b, before + cout + after, Ho, Wo) buffer.
+    ``pixel_stride`` > cx: x is the leading channel slice of a wider NaN-filled NHWC buffer (how an
+    encoder conv reads its concat buffer in place)."""
     gen, seed = fresh_generator()
     cx = cx or pad8(cin)
     dt = DTYPES[prec]
@@ -95,6 +98,11 @@ def check_conv(prec, b, cin, cout, k, stride, h, w, device, cx=None, before=3, a
     # The low-precision inputs are "the same inputs" for us and for PyTorch; the fp64 reference
     # computes exactly on them.
     x_d = x.to(dt).to(device).contiguous(memory_format=torch.channels_last)
+    if pixel_stride is not None and pixel_stride != cx:
+        wide = torch.full((b, pixel_stride, h, w), float("nan"), dtype=dt, device=device)
+        wide = wide.contiguous(memory_format=torch.channels_last)
+        wide[:, :cx] = x_d
+        x_d = wide[:, :cx]  # a view with pixel stride `pixel_stride`: read in place, no copy
     w_d, b_d = wt.to(dt).to(device), bias.to(dt).to(device)
     ref = reference.conv2d_lrelu(x_d.double(), _pad_w(w_d, cx).double(), b_d.double(), stride, SLOPE)
     lowp = None
@@ -108,7 +116,8 @@ def check_conv(prec, b, cin, cout, k, stride, h, w, device, cx=None, before=3, a
     res = ops.conv2d_lrelu(x_d, packed, b_d, stride, SLOPE, out=buf, out_channel_offset=before,
                            allow_tf32=prec == "tf32", split_k=split_k)
     assert res is buf
-    what = f"conv {prec} b{b} {cin}({cx})->{cout} k{k} s{stride} {h}x{w} slice {before}+{cout}+{after} on {device}"
+    what = (f"conv {prec} b{b} {cin}({cx}, pixel stride {pixel_stride or cx})->{cout} k{k} s{stride} {h}x{w} "
+            f"slice {before}+{cout}+{after} on {device}")
     return _check_slice("conv", prec, buf, snapshot, before, cout, ref, lowp, seed, what)
 
 

@@ -75,7 +75,7 @@ def motorcycle_pair(height: int, width: int, batch: int = 1, device="cpu") -> to
     try:
         from skimage import data
     except ImportError:
-        from fastflow.bench import sample_pair
+        from fastflow.samples import sample_pair
 
         return sample_pair(height, width, batch, device)
     left, right, _ = data.stereo_motorcycle()

@@ -8,7 +8,7 @@ from fastflow.api import network_size
 
 
 def _photos(h, w):
-    from fastflow.bench import load_photo
+    from fastflow.samples import load_photo
 
     img = load_photo()
     return img[10 : 10 + h, 20 : 20 + w].copy(), img[13 : 13 + h, 25 : 25 + w].copy()

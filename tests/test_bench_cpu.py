@@ -99,6 +99,25 @@ def test_environment_names_versions_and_device():
     assert env["device"].startswith("CPU") and env["threads"] >= 1
     assert env["cpu_bf16_compute"] in ("bfloat16", "float32")
     assert "commit" in env  # None outside a git checkout
+    paths = env["cpu_paths"]
+    assert set(paths) == {"fp32", "bf16", "fp16"} and "fp16 computes in float32" in paths["fp16"]
+    # the bf16 path follows the compute dtype: bf16 names the ISA it runs on, float32 says why not
+    if env["cpu_bf16_compute"] == "bfloat16":
+        assert paths["bf16"].startswith("oneDNN bf16 on ") and paths["bf16"].split(" on ")[1].split()[0] in ("AMX", "AVX512-BF16")
+    else:
+        assert "float32" in paths["bf16"] or "no oneDNN" in paths["bf16"]
+
+
+def test_cpu_isa_path_honours_onednn_cap(monkeypatch):
+    """With oneDNN capped below AMX (the stand-in for a CPU without AMX), bf16 reports AVX512-BF16."""
+    from fastflow.model import cpu
+
+    if cpu.cpu_compute_dtype(torch.bfloat16) != torch.bfloat16:
+        pytest.skip("this CPU has no oneDNN bf16 path")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert cpu.cpu_isa_path(torch.bfloat16) == "oneDNN bf16 on AVX512-BF16 (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16)"
+    monkeypatch.setenv("FASTFLOW_CPU_BF16", "fp32")
+    assert cpu.cpu_isa_path(torch.bfloat16).startswith("oneDNN float32 (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16): ")
 
 
 def test_cli_json_record(tmp_path):
@@ -108,8 +127,9 @@ def test_cli_json_record(tmp_path):
                         "--repeats", "2", "--warmup", "1", "--precision", "bf16", "--threads", "1", "--json", str(out)],
                        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)  # not the source tree
     assert r.returncode == 0, r.stderr
+    assert "fastflow CPU paths: fp32: " in r.stdout
     rec = json.loads(out.read_text())
-    assert {"fastflow", "commit", "torch", "device", "threads", "bench"} <= set(rec)
+    assert {"fastflow", "commit", "torch", "device", "threads", "bench", "cpu_paths"} <= set(rec)
     assert rec["threads"] == 1
     assert [(b["impl"], b["precision"]) for b in rec["bench"]] == [("reference", "fp32"), ("reference", "bf16"),
                                                                     ("fastflow", "bf16")]

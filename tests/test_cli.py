@@ -38,7 +38,7 @@ def assert_one_line_error(r, *needles):
 def files(tmp_path_factory, weights):
     from PIL import Image
 
-    from fastflow.bench import load_photo
+    from fastflow.samples import load_photo
 
     d = tmp_path_factory.mktemp("cli")
     img = load_photo()
@@ -128,7 +128,7 @@ def test_video_file_roundtrip(files):
     iio = pytest.importorskip("imageio.v2")
     pytest.importorskip("imageio_ffmpeg")
     d, ck = files
-    from fastflow.bench import load_photo
+    from fastflow.samples import load_photo
 
     img = load_photo()
     src = d / "clip.mp4"
@@ -166,7 +166,7 @@ def test_video_natural_order_names_fixed_scale(files, model):
     """1.png, 2.png, 10.png pair as 1->2->10; outputs named after the first frame; one colour scale."""
     from PIL import Image
 
-    from fastflow.bench import load_photo
+    from fastflow.samples import load_photo
 
     d, ck = files
     img = load_photo()

@@ -49,7 +49,7 @@ def data(tmp_path_factory, weights):
     checkpoint and the model it holds."""
     from PIL import Image
 
-    from fastflow.bench import load_photo
+    from fastflow.samples import load_photo
 
     d = tmp_path_factory.mktemp("extract")
     rng = np.random.default_rng(7)

@@ -27,7 +27,7 @@ RECORD_DIR = ".fastflow-done"
 
 
 def _frames(n, h=64, w=64, seed=0):
-    from fastflow.bench import load_photo
+    from fastflow.samples import load_photo
 
     img = load_photo()
     rng = np.random.default_rng(seed)

@@ -93,7 +93,7 @@ def test_inference_tensor_parameters_assigned(weights, setup):
 def test_fused_orchestration_inside_inference_mode(weights, setup):
     """The CUDA forward's orchestration (arena written in place), run on the CPU through the host
     emulations: first run inside inference_mode, then outside, then inside again."""
-    from fastflow.bench import tf32_mode
+    from fastflow.precision import torch_tf32 as tf32_mode
 
     x, want = setup
     m = fastflow.FlowNet2S().eval()

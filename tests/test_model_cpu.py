@@ -126,7 +126,8 @@ def test_no_cuda_build_fallback_returns_float32(models, monkeypatch):
     every precision (exercised here on CPU tensors through the same method)."""
     import warnings
 
-    from fastflow import _backend, model as model_mod
+    from fastflow import _backend
+    from fastflow.model import module as model_mod
 
     fast, _ = models
     monkeypatch.setattr(_backend, "cuda_compiled", lambda: False)

@@ -9,7 +9,8 @@ import torch
 import fastflow
 from conftest import motorcycle_pair, rel_err
 from fastflow import model as model_mod
-from fastflow.bench import sample_pair
+from fastflow.model import cpu as model_cpu
+from fastflow.samples import sample_pair
 from fastflow.reference import FlowNet2S as Reference
 
 
@@ -85,10 +86,10 @@ def test_bf16_without_fast_bf16_computes_in_fp32(weights, monkeypatch, missing):
     than PyTorch's bf16 there, and more accurate)."""
     fast, ref = _models(weights, torch.bfloat16)
     if missing == "onednn_bf16":
-        real = model_mod._mkldnn_ok
-        monkeypatch.setattr(model_mod, "_mkldnn_ok", lambda dt: dt == torch.float32 and real(dt))
+        real = model_cpu.mkldnn_ok
+        monkeypatch.setattr(model_cpu, "mkldnn_ok", lambda dt: dt == torch.float32 and real(dt))
     elif missing == "bf16_instructions":
-        monkeypatch.setattr(model_mod, "_cpu_has_bf16_instructions", lambda: False)
+        monkeypatch.setattr(model_cpu, "cpu_has_bf16_instructions", lambda: False)
     else:
         monkeypatch.setenv("FASTFLOW_CPU_BF16", "fp32")
     assert model_mod.cpu_compute_dtype(torch.bfloat16) == torch.float32
@@ -152,7 +153,7 @@ def test_bf16_one_packing_many_shapes(weights):
 def test_without_onednn_plain_pytorch_convolutions(weights, monkeypatch, dtype):
     """A torch without oneDNN: channels_last PyTorch convolutions and transposed convolutions
     (no sub-pixel decoder), still the reference's numbers."""
-    monkeypatch.setattr(model_mod, "_mkldnn_ok", lambda dt: False)
+    monkeypatch.setattr(model_cpu, "mkldnn_ok", lambda dt: False)
     fast, ref = _models(weights, dtype)
     x = motorcycle_pair(64, 128)
     ref_w = Reference().eval()
@@ -163,17 +164,17 @@ def test_without_onednn_plain_pytorch_convolutions(weights, monkeypatch, dtype):
 
 def test_cpu_bf16_switch(weights, monkeypatch):
     """FASTFLOW_CPU_BF16 is read at every forward: flipping it repacks; a bad value is an error."""
-    if not model_mod._mkldnn_ok(torch.bfloat16):
+    if not model_cpu.mkldnn_ok(torch.bfloat16):
         pytest.skip("this torch has no oneDNN bf16")
     fast, ref = _models(weights, torch.bfloat16)
     x = motorcycle_pair(64, 64)
     with torch.no_grad():
         monkeypatch.setenv("FASTFLOW_CPU_BF16", "bf16")
         a = fast(x)
-        assert fast._plans["cpu"].key[2] == torch.bfloat16
+        assert fast._plans["cpu"].compute_dtype == torch.bfloat16
         monkeypatch.setenv("FASTFLOW_CPU_BF16", "fp32")
         b = fast(x)
-        assert fast._plans["cpu"].key[2] == torch.float32 and len(fast._plans) == 1
+        assert fast._plans["cpu"].compute_dtype == torch.float32 and len(fast._plans) == 1
         assert rel_err(a, b) > 1e-4  # really two computations
         monkeypatch.setenv("FASTFLOW_CPU_BF16", "fast")
         with pytest.raises(ValueError, match="FASTFLOW_CPU_BF16"):
@@ -188,7 +189,7 @@ def test_cli_precision_bf16_uses_the_bf16_path(tmp_path, weights, monkeypatch):
 
     from fastflow import cli, io
 
-    img = np.asarray(Image.open(fastflow.bench._DATA + "/astronaut.jpg").convert("RGB"))
+    img = np.asarray(Image.open(fastflow.samples.DATA_DIR + "/astronaut.jpg").convert("RGB"))
     Image.fromarray(img[0:120, 0:200]).save(tmp_path / "a.png")
     Image.fromarray(img[3:123, 5:205]).save(tmp_path / "b.png")
     ck = tmp_path / "ck.pth"
@@ -198,7 +199,7 @@ def test_cli_precision_bf16_uses_the_bf16_path(tmp_path, weights, monkeypatch):
 
     def spy(self, inputs):
         out = real(self, inputs)
-        computed.append(self._plans["cpu"].key[2])
+        computed.append(self._plans["cpu"].compute_dtype)
         return out
 
     monkeypatch.setattr(model_mod.FlowNet2S, "_forward_cpu", spy)

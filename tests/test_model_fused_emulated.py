@@ -6,7 +6,7 @@ import torch
 
 import fastflow
 from conftest import motorcycle_pair, rel_err
-from fastflow.bench import tf32_mode as tf32
+from fastflow.precision import torch_tf32 as tf32
 from fastflow.reference import FlowNet2S as Reference
 
 

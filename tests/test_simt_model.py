@@ -11,9 +11,9 @@ import torch
 import fastflow
 from conftest import motorcycle_pair, rel_err
 from _simt_util import _require_simt, simt_marks  # noqa: F401
-from fastflow import model as model_module
+from fastflow import network
 from fastflow import ops
-from fastflow.bench import tf32_mode
+from fastflow.precision import torch_tf32 as tf32_mode
 from fastflow.reference import FlowNet2S as Reference
 
 pytestmark = simt_marks
@@ -41,7 +41,7 @@ def _poisoned_model(weights, dtype, x):
     b, _, _, h, w = x.shape
     plan = m._fused_plan(x.device, dtype)
     entry = m._make_entry(b, h, w, dtype, x.device)
-    written = {cname: ce + cd + 2 for cname, _, ce, _, cd, _, _ in model_module._CONCATS}
+    written = {c.name: c.channels for c in network.CONCATS}
     for name, buf in entry.bufs.items():
         buf[:, : written.get(name, buf.shape[1])].fill_(float("nan"))
     plan.entries[(b, h, w)] = entry

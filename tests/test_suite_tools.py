@@ -19,11 +19,12 @@ STATUSES = {"passed", "failed", "timed out", "skipped"}
 
 @pytest.fixture(scope="module")
 def tools():
+    """(the gpu_suite package behind benchmarks/suite.py, merge_records)."""
     sys.path.insert(0, str(BENCH))
+    import gpu_suite
     import merge_records
-    import suite
 
-    return suite, merge_records
+    return gpu_suite, merge_records
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +33,11 @@ def no_torch_probe(request, monkeypatch):
     if "tools" in request.fixturenames:
         suite, _ = request.getfixturevalue("tools")
         monkeypatch.setattr(suite.Suite, "gpu_info", lambda self: {"torch": "test", "cuda": None, "gpu": None})
+
+
+def _fake_stage(suite, monkeypatch, name, run):
+    """Stage ``name`` of the suite's table runs ``run(suite, deadline)`` instead."""
+    monkeypatch.setitem(suite.STAGES, name, suite.STAGES[name]._replace(run=run))
 
 
 def _row(impl, prec, batch, ms, mem=100.0, h=448, w=1024):
@@ -66,16 +72,16 @@ def _sanitizer_stage(suite, tmp_path, monkeypatch, script, tools, budget=120):
 
 
 def test_targets(tools):
-    suite, _ = tools
+    _, merge_records = tools
     rows = [_row("fastflow", "fp16", 1, 0.2, 150), _row("torch_compile", "fp16", 1, 0.8), _row("fastflow", "fp16", 16, 2.0),
             _row("fastflow", "tf32", 1, 1.0), _row("reference", "tf32", 1, 2.0), _row("fastflow", "fp32", 1, 3.0),
             _row("reference", "fp32", 1, 2.4), _row("fastflow", "fp16", 1, 9.0, h=384, w=512)]
-    t = suite.targets(rows)
+    t = merge_records.targets(rows)
     assert t["fp16_b1_448x1024_ms"] == 0.2 and t["fp16_b1_vs_torch_compile"] == pytest.approx(4.0)
     assert t["fp16_b16_pairs_per_s"] == pytest.approx(8000.0)
     assert t["tf32_vs_reference_defaults"] == pytest.approx(2.0) and t["fp32_vs_reference_tf32_off"] == pytest.approx(0.8)
     assert t["fp16_b1_peak_mem_mb"] == 150
-    assert suite.targets([])["fp16_b1_vs_torch_compile"] is None
+    assert merge_records.targets([])["fp16_b1_vs_torch_compile"] is None
 
 
 def _stage(status, **result):
@@ -157,14 +163,14 @@ def test_junit_and_verbose_counts(tools, tmp_path):
         '<testsuites><testsuite><testcase classname="a" name="t1"/><testcase classname="a" name="t2"><failure/></testcase>'
         '<testcase classname="a" name="t3"><skipped/></testcase><testcase classname="b" name="t4"><error/></testcase>'
         '</testsuite></testsuites>')
-    counts, failed = suite.junit_counts(str(tmp_path / "j.xml"))
+    counts, failed = suite.procs.junit_counts(str(tmp_path / "j.xml"))
     assert counts == {"passed": 1, "failed": 1, "skipped": 1, "errors": 1} and failed == ["a::t2", "b::t4"]
-    assert suite.junit_counts(str(tmp_path / "missing.xml")) == (None, [])
+    assert suite.procs.junit_counts(str(tmp_path / "missing.xml")) == (None, [])
     (tmp_path / "cut.xml").write_text("<testsuites><testsuite><testcase")
-    assert suite.junit_counts(str(tmp_path / "cut.xml")) == (None, [])
+    assert suite.procs.junit_counts(str(tmp_path / "cut.xml")) == (None, [])
     text = ("tests/t.py::test_a[fp16-(1, 3, 5)] PASSED    [ 10%]\ntests/t.py::test_b FAILED  [ 20%]\n"
             "tests/t.py::test_c SKIPPED (needs a CUDA GPU)  [ 30%]\n")
-    counts, failed = suite.verbose_counts(text)
+    counts, failed = suite.procs.verbose_counts(text)
     assert counts == {"passed": 1, "failed": 1, "skipped": 1, "errors": 0} and failed == ["tests/t.py::test_b"]
 
 
@@ -339,12 +345,12 @@ def test_redo_runs_only_what_the_last_call_did_not_finish(tools, tmp_path, monke
     monkeypatch.setenv("PATH", hang + os.pathsep + os.environ["PATH"])
     monkeypatch.setenv("MARK", str(tmp_path / "fixed"))
     layers = {"status": "passed", "note": "12 layer rows", "result": {"rows": [{"layer": "conv1"}]}}
-    monkeypatch.setattr(suite.Suite, "stage_layers", lambda self, deadline: ("passed", layers["note"], layers["result"]))
+    _fake_stage(suite, monkeypatch, "layers", lambda s, deadline: ("passed", layers["note"], layers["result"]))
 
     assert suite.Suite(suite.parse_args([str(tmp_path / "a"), "--stages", "layers,sanitizer", *common])).run() == 1
     assert _record(tmp_path / "a")["stages"]["sanitizer"]["status"] == "timed out"
     (tmp_path / "fixed").touch()
-    monkeypatch.setattr(suite.Suite, "stage_layers", lambda self, deadline: pytest.fail("layers ran again"))
+    _fake_stage(suite, monkeypatch, "layers", lambda s, deadline: pytest.fail("layers ran again"))
     assert suite.Suite(suite.parse_args([str(tmp_path / "b"), "--stages", "layers,sanitizer", "--redo", *common])).run() == 0
     rec = _record(tmp_path / "b")
     assert rec["stages"]["layers"]["carried_over"] and rec["layers"] == [{"layer": "conv1"}]
@@ -358,13 +364,13 @@ def test_later_stages_keep_their_floor(tools, tmp_path, monkeypatch):
     seen = {}
 
     def fake(name):
-        def stage(self, deadline):
+        def stage(s, deadline):
             seen[name] = deadline - time.time()
             return "passed", "", {}
         return stage
 
     for name in ("sanitizer", "layers"):
-        monkeypatch.setattr(suite.Suite, "stage_" + name, fake(name))
+        _fake_stage(suite, monkeypatch, name, fake(name))
     args = suite.parse_args([str(tmp_path / "o"), "--stages", "sanitizer,layers", "--device", "cuda", "--budget", "100",
                              "--work", str(tmp_path / "work")])
     assert suite.Suite(args).run() == 0
@@ -456,18 +462,18 @@ def test_op_tests_per_file_and_redo(tools, tmp_path, monkeypatch):
         def __init__(self, timed_out):
             self.timed_out, self.rc, self.seconds = timed_out, 124 if timed_out else 0, 1.0
 
-    def fake_pytest(self, name, files, deadline, marker="cuda", extra=()):
+    def fake_pytest(s, name, files, deadline, marker="cuda", extra=()):
         f = name[len("op_tests_"):]
         calls.append(f)
         hang = f == "conv_lrelu" and not (tmp_path / "fixed").exists()
         counts = {"passed": 0 if hang else 2, "failed": 0, "skipped": 1, "errors": 0}
         return Done(hang), counts, [], []
 
-    monkeypatch.setattr(suite.Suite, "pytest", fake_pytest)
+    monkeypatch.setattr(suite.stages.tests, "run_pytest", fake_pytest)
     common = ["--stages", "op_tests", "--device", "cuda", "--budget", "100", "--work", str(tmp_path / "work")]
     assert suite.Suite(suite.parse_args([str(tmp_path / "a"), *common])).run() == 1
     rec = _record(tmp_path / "a")
-    assert calls == list(suite.OP_TEST_FILES) + ["fuzz"] and rec["stages"]["op_tests"]["status"] == "timed out"
+    assert calls == list(suite.stages.tests.OP_TEST_FILES) + ["fuzz"] and rec["stages"]["op_tests"]["status"] == "timed out"
     assert rec["stages"]["op_tests"]["result"]["files"]["conv_lrelu"]["status"] == "timed out"
     assert rec["tests"]["passed"] == 2 * (len(calls) - 1) and rec["tests"]["skipped"] == len(calls)
     calls.clear()
@@ -475,15 +481,15 @@ def test_op_tests_per_file_and_redo(tools, tmp_path, monkeypatch):
     assert suite.Suite(suite.parse_args([str(tmp_path / "b"), "--redo", *common])).run() == 0
     rec = _record(tmp_path / "b")
     assert calls == ["conv_lrelu"] and rec["stages"]["op_tests"]["status"] == "passed"
-    assert rec["tests"]["passed"] == 2 * (len(suite.OP_TEST_FILES) + 1)
+    assert rec["tests"]["passed"] == 2 * (len(suite.stages.tests.OP_TEST_FILES) + 1)
 
 
 def test_build_leaves_an_editable_install_alone(tools, tmp_path, monkeypatch):
     """On a developer's machine (fastflow imported from this tree) the build stage installs nothing."""
     suite, _ = tools
     fake = {"file": str(ROOT / "fastflow" / "_C.so"), "mtime": 1.0, "info": {"cuda_compiled": False}}
-    monkeypatch.setattr(suite.Suite, "installed", lambda self: fake)
-    monkeypatch.setattr(suite, "Proc", lambda *a, **k: pytest.fail("the build stage started a process"))
+    monkeypatch.setattr(suite.stages.build, "installed", lambda s: fake)
+    monkeypatch.setattr(suite.stages.build, "Proc", lambda *a, **k: pytest.fail("the build stage started a process"))
     args = suite.parse_args([str(tmp_path / "o"), "--stages", "build", "--device", "cuda", "--budget", "100",
                              "--work", str(tmp_path / "work")])
     assert suite.Suite(args).run() == 0

@@ -48,6 +48,9 @@ float half_bits_to_float(uint16_t h) { return fastflow::half_to_float(h); }
 
 // ---- CUDA runtime API subset -------------------------------------------------------------------------
 cudaError_t set_func_attr(const void* fn, int attr, int value) {
+  // The carveout is a hint about the L1 / shared-memory split; the runtime has no L1: checked only.
+  if (attr == cudaFuncAttributePreferredSharedMemoryCarveout)
+    return value == cudaSharedmemCarveoutDefault || (value >= 0 && value <= 100) ? cudaSuccess : cudaErrorInvalidValue;
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(g_mu);
   if (value < 0 || value > config().smem_optin) return cudaErrorInvalidValue;

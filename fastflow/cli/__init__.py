@@ -12,6 +12,7 @@ import sys
 from typing import List, Optional
 
 from . import bench, extract, flow, info, validate, video
+from ..util import first_line
 from ._common import EXIT_USAGE, CLIError
 
 __all__ = ["main", "build_parser", "CLIError"]
@@ -31,11 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e)
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,7 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except CLIError as e:
         print(f"fastflow: error: {e}", file=sys.stderr)
     except (ValueError, TypeError, ImportError, OSError) as e:  # the library's errors name the problem
-        print(f"fastflow: error: {_first_line(e)}", file=sys.stderr)
+        print(f"fastflow: error: {first_line(e)}", file=sys.stderr)
     except KeyboardInterrupt:
         print("fastflow: interrupted", file=sys.stderr)
         return 130

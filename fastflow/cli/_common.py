@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 EXIT_USAGE = 2
 
@@ -111,14 +110,3 @@ def size_note(device, h: int, w: int) -> None:
         print(f"fastflow: note: {w}x{h} images run at {w64}x{h64} ({h64 * w64 / 1e6:.0f} megapixels); on the CPU "
               "that takes tens of seconds or more per pair (--device cuda, or smaller images, is faster)",
               file=sys.stderr, flush=True)
-
-
-
-def parse_size(s: str):
-    try:
-        h, w = (int(v) for v in s.lower().split("x"))
-    except ValueError:
-        raise CLIError(f"--size must look like 384x512 (HEIGHTxWIDTH), got {s!r}") from None
-    if h <= 0 or w <= 0 or h % 64 or w % 64:
-        raise CLIError(f"--size {s}: height and width must be positive multiples of 64")
-    return h, w

@@ -5,7 +5,8 @@ import json
 import os
 
 from ..precision import PRECISIONS
-from ._common import CLIError, parse_size
+from ..util import parse_size
+from ._common import CLIError
 
 
 def register(sub) -> None:
@@ -33,7 +34,7 @@ def run(args) -> int:
     from ..load import find_checkpoint, resolve_device
 
     device = resolve_device(args.device)
-    size = parse_size(args.size) if args.size else ((448, 1024) if device.type == "cuda" else (384, 512))
+    size = parse_size(args.size, 64) if args.size else ((448, 1024) if device.type == "cuda" else (384, 512))
     ckpt = find_checkpoint(args.checkpoint) if (args.checkpoint or os.environ.get("FASTFLOW_CHECKPOINT")) else None
     precisions = [p for p in (args.precision or "").split(",") if p]
     bad = [p for p in precisions if p not in PRECISIONS]
@@ -46,6 +47,8 @@ def run(args) -> int:
     where = env["device"] + ("" if device.type == "cuda" else f", {env['threads']} threads")
     log(f"fastflow bench: FlowNet2-S {size[0]}x{size[1]}, batch {args.batch}, on {where}; fastflow {env['fastflow']}"
         f" ({env['commit'] or 'commit unknown'}), torch {env['torch']}")
+    if "cpu_paths" in env:
+        log("fastflow CPU paths: " + "; ".join(f"{p}: {path}" for p, path in env["cpu_paths"].items()))
     rows = run_model_bench(size[0], size[1], args.batch, device, ckpt, warmup=args.warmup, repeats=args.repeats,
                            include_compile=args.compile, log=log, precisions=precisions or None)
     print(format_table(rows))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple
 
+from ..util import parse_size  # noqa: F401 - re-exported: --size HEIGHTxWIDTH, any positive size
+
 __all__ = ["FORMATS", "Options", "parse_size", "target_size", "resize_frame", "plural"]
 
 FORMATS = ("flo", "kitti", "denseflow", "npy")
@@ -45,17 +47,6 @@ class Options:
         if self.format != "denseflow":
             d["bound"] = None
         return d
-
-
-def parse_size(s: str) -> Tuple[int, int]:
-    """``"256x340"`` -> ``(256, 340)`` (HEIGHTxWIDTH, any positive size: frames are resized)."""
-    try:
-        h, w = (int(v) for v in s.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size must look like 256x340 (HEIGHTxWIDTH), got {s!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"--size {s}: height and width must be positive")
-    return h, w
 
 
 def target_size(height: int, width: int, opts: Options) -> Tuple[int, int]:

@@ -7,17 +7,13 @@ import queue
 import threading
 from typing import Optional, Sequence
 
+from ..util import first_line
 from .jobs import Job
 from .messages import Frame, InputEnd, InputError, InputStart
 from .options import Options, plural, resize_frame, target_size
 from .video import VIDEO_HINT, check_count, open_video
 
 __all__ = ["Reader", "first_line", "open_input"]
-
-
-def first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 class _Input:

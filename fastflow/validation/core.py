@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import precision as _precision
-from ..datasets import DatasetError, FlowDataset, FlowSample, load_dataset
+from ..datasets import FlowDataset, FlowSample, load_dataset
 from .metrics import Stats
 
 __all__ = ["validate", "RESIZE", "CROP", "IMPLAUSIBLE_DIAGONALS"]
