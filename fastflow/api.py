@@ -21,8 +21,8 @@ def network_size(height: int, width: int) -> Tuple[int, int]:
 def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
     """Convert one image or a batch to a float32 ``(B, 3, H, W)`` tensor in 0..255 (the network's input).
 
-    Layouts: ``(H, W, 3)`` / ``(B, H, W, 3)`` numpy arrays or tensors, ``(3, H, W)`` / ``(B, 3, H, W)``
-    tensors (used when the last dim is not 3), ``(H, W)`` greyscale arrays or tensors (repeated to
+    Layouts: ``(H, W, 3)`` / ``(B, H, W, 3)`` and ``(3, H, W)`` / ``(B, 3, H, W)`` numpy arrays or
+    tensors (channels-first when the last dim is not 3), ``(H, W)`` greyscale arrays or tensors (repeated to
     RGB), and PIL images in any mode (EXIF orientation applied, 16-bit kept; see
     ``fastflow.images.pil_to_array``). Values follow ``fastflow.images.to_float255``: uint8 0..255,
     uint16 0..65535, float 0..1. Returns the tensor and the kind of the input ("numpy", "pil",
@@ -55,7 +55,7 @@ def to_image_tensor(img, name: str = "image") -> Tuple[torch.Tensor, str]:
     batch = t.dim() == 4
     if t.shape[-1] == 3:
         t = t.permute(0, 3, 1, 2) if batch else t.permute(2, 0, 1)
-    elif t.shape[-3] == 3 and kind == "tensor":
+    elif t.shape[-3] == 3 and kind != "pil":  # channels-first (3, H, W) / (B, 3, H, W), numpy or tensor
         pass
     else:
         raise ValueError(
@@ -73,8 +73,8 @@ def estimate_flow(model: torch.nn.Module, img1, img2):
     """Optical flow from ``img1`` to ``img2``, any size: ``(H, W, 2)`` (u, v) in pixels.
 
     ``img1``, ``img2``: ``(H, W, 3)`` RGB images as numpy arrays, PIL images or tensors (CPU or
-    CUDA; ``(3, H, W)`` tensors too; ``(H, W)`` greyscale), or batches ``(B, H, W, 3)``, which give
-    ``(B, H, W, 2)``. Both must have the same size. Numpy/PIL input gives a numpy array, tensor
+    CUDA; channels-first ``(3, H, W)`` arrays and tensors too; ``(H, W)`` greyscale), or batches
+    ``(B, H, W, 3)`` / ``(B, 3, H, W)``, which give ``(B, H, W, 2)``. Both must have the same size. Numpy/PIL input gives a numpy array, tensor
     input a float32 tensor on the input's device.
 
     Value ranges (``fastflow.images.to_float255``): uint8 is 0..255; uint16 is 0..65535 (scaled,
@@ -87,6 +87,10 @@ def estimate_flow(model: torch.nn.Module, img1, img2):
     (antialiased when shrinking) to the nearest multiples of 64 (``network_size``), the network runs
     there, and its flow is resized back to ``H x W`` with u scaled by ``W / W64`` and v by ``H / H64``,
     so the flow is in pixels of the original images.
+
+    Precision is the model's own (``model.half()``, ``.bfloat16()``, :func:`fastflow.precision.apply`):
+    ``torch.autocast`` has no effect on a fastflow ``FlowNet2S``, and a call under an enabled autocast
+    warns saying so.
     """
     a, kind_a = to_image_tensor(img1, "img1")
     b, kind_b = to_image_tensor(img2, "img2")
@@ -95,6 +99,12 @@ def estimate_flow(model: torch.nn.Module, img1, img2):
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a FlowNet2S module, got {type(model).__name__}")
     param = next(model.parameters())
+    if isinstance(model, _Fused) and torch.is_autocast_enabled(param.device.type):
+        import warnings
+
+        warnings.warn(f"torch.autocast has no effect on fastflow.FlowNet2S: it runs in its own precision "
+                      f"({str(param.dtype).replace('torch.', '')}); use model.half() / model.bfloat16() or "
+                      "fastflow.precision.apply(model, 'fp16' | 'bf16')", UserWarning, stacklevel=2)
     out_device = a.device
     _, _, h, w = a.shape
     h64, w64 = network_size(h, w)

@@ -123,7 +123,10 @@ def pil_to_array(im, name: str = "image"):
                          "load it yourself and pass a float array in 0..1 to estimate_flow")
     else:
         arr = np.asarray(im if mode == "RGB" else im.convert("RGB"))
-    return _apply_orientation(arr, orientation)
+    arr = _apply_orientation(arr, orientation)
+    # np.asarray of a PIL image is read-only; callers (torch.from_numpy in warp, in-place edits) need
+    # a writable array, and this is the image's only copy
+    return arr if arr.flags.writeable else arr.copy()
 
 
 def read_image(path: str):
@@ -300,7 +303,8 @@ def open_frames(source: str) -> FrameSource:
     try:
         import imageio.v3 as iio
     except ImportError:
-        raise ImportError("reading video needs imageio and imageio-ffmpeg: pip install 'fastflow[video]'") from None
+        raise ImportError("reading video needs imageio and imageio-ffmpeg: pip install '.[video]' in fastflow's "
+                          "source folder (or pip install imageio imageio-ffmpeg)") from None
     try:
         it = iio.imiter(source)
         first = next(it)

@@ -1,11 +1,45 @@
-"""Shared test helpers: real-photo image pairs, relative errors, CUDA skips."""
+"""Shared test helpers: real-photo image pairs, relative errors, CUDA skips.
+
+The suite tests the INSTALLED fastflow: ``python -m pytest`` run in the source folder puts that
+folder first on ``sys.path``, where ``fastflow/`` is the uncompiled checkout, so it is dropped here
+before anything imports fastflow; the header names the fastflow imported."""
+import os
 import re
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT]
 
 import numpy as np
 import pytest
 import torch
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to PyTorch)")
+
+
+def _imported_fastflow():
+    """(the fastflow package folder imported, whether it holds the compiled extension)."""
+    import glob
+
+    import fastflow
+
+    where = os.path.dirname(os.path.abspath(fastflow.__file__))
+    return where, bool(glob.glob(os.path.join(where, "_C*")))
+
+
+def pytest_report_header(config):
+    import fastflow
+
+    where, compiled = _imported_fastflow()
+    return f"fastflow {fastflow.__version__} from {where} ({'compiled extension found' if compiled else 'NO compiled extension'})"
+
+
+def pytest_sessionstart(session):
+    where, compiled = _imported_fastflow()
+    if not compiled:
+        pytest.exit(f"fastflow imported from {where} has no compiled extension (fastflow._C): install it first "
+                    f"(pip install '.[test]' in the source folder) and run the tests with that install's "
+                    f"interpreter (python -m pytest)", returncode=4)
 
 
 def _needs_cuda(item) -> bool:

@@ -266,3 +266,47 @@ def test_warp_ambiguous_layout_tensor_first_numpy_last():
     want_hwc = fastflow.ops.warp_nchw(torch.from_numpy(xn).permute(2, 0, 1)[None].contiguous(),
                                        torch.from_numpy(fn).permute(2, 0, 1)[None].contiguous())[0].permute(1, 2, 0)
     np.testing.assert_allclose(out, want_hwc.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_numpy_channels_first_is_taken(model):
+    """Issue 20 item 6: the README promises channels-first numpy too, (3, H, W) and (B, 3, H, W);
+    the flow comes back as for channels-last input."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    b = np.roll(a, 2, axis=1)
+    want = fastflow.estimate_flow(model, a, b)
+    got = fastflow.estimate_flow(model, np.ascontiguousarray(a.transpose(2, 0, 1)), b.transpose(2, 0, 1))
+    assert isinstance(got, np.ndarray) and got.shape == (70, 90, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    batch = fastflow.estimate_flow(model, np.stack([a.transpose(2, 0, 1)] * 2), np.stack([b.transpose(2, 0, 1)] * 2))
+    assert batch.shape == (2, 70, 90, 2)
+    np.testing.assert_allclose(batch[1], want, rtol=1e-5, atol=1e-5)
+
+
+def test_warp_of_read_image_gives_no_warning(tmp_path):
+    """Issue 20 item 6: the README's warp(read_image(...), flow) printed PyTorch's 'NumPy array is
+    not writable' warning (read_image returned read-only arrays)."""
+    import warnings
+
+    from PIL import Image
+
+    from fastflow.images import read_image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    img = read_image(tmp_path / "a.png")
+    assert img.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = fastflow.warp(img, np.zeros((20, 30, 2), np.float32))
+    np.testing.assert_array_equal(out, img)
+
+
+def test_autocast_is_named_not_silent(model):
+    """Issue 20 item 6: torch.autocast around estimate_flow ran fp32 silently. fastflow's model runs
+    in its own precision; under autocast it says so (once per call) and gives the fp32 result."""
+    a = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    want = fastflow.estimate_flow(model, a, a)
+    with pytest.warns(UserWarning, match=r"autocast.*no effect.*precision"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fastflow.estimate_flow(model, a, a)
+    np.testing.assert_array_equal(got, want)

@@ -107,3 +107,21 @@ def test_cuda_dirs_cover_target_layouts(tmp_path, monkeypatch):
     assert top / "lib64" in dirs and top / "targets" / "sbsa-linux" / "lib" in dirs
     assert top / "targets" / "aarch64-linux" / "include" in ns["cuda_dirs"](top, ("include",))
     assert dirs[0] == top / "lib64"  # the top level first
+
+
+def test_suite_tests_the_install_even_from_the_source_root():
+    """Issue 20 item 4: ``python -m pytest`` in the source folder (the README's command) must test the
+    installed fastflow, not the uncompiled checkout that folder puts first on sys.path; the header says
+    which fastflow was imported."""
+    import subprocess
+    import sys
+
+    import fastflow
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-p", "no:cacheprovider",
+                        os.path.join("tests", "test_network.py")], cwd=root, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    want = os.path.dirname(os.path.abspath(fastflow.__file__))
+    assert f"from {want} (compiled extension found)" in r.stdout, r.stdout[:2000]

@@ -14,13 +14,14 @@ from fastflow.io import read_flow
 
 
 def run(*args, env=None):
-    """The installed console script (or ``python -m fastflow.cli``), run outside the source tree."""
+    """The console script of the interpreter running the tests (not the first ``fastflow`` on PATH,
+    which may be another install), run outside the source tree."""
+    from _procs import command
+
     e = dict(os.environ)
     e.pop("FASTFLOW_CHECKPOINT", None)
     e.update(env or {})
-    exe = shutil.which("fastflow")
-    cmd = [exe] if exe else [sys.executable, "-m", "fastflow.cli"]
-    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, env=e, timeout=300,
+    return subprocess.run([*command(), *map(str, args)], capture_output=True, text=True, env=e, timeout=300,
                           cwd=tempfile.gettempdir())
 
 

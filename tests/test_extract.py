@@ -11,6 +11,7 @@ import torch
 
 import fastflow
 import fastflow.extraction
+import fastflow.extraction.writer
 from fastflow.extraction import RECORD_DIR, quantize_flow, resize_frame
 from fastflow.images import open_frames
 from fastflow.io import read_flow
@@ -99,7 +100,7 @@ def test_formats_match_estimate_flow(data, tmp_path, fmt, monkeypatch):
     model = data["model"]
     # a batch's files written by 3 threads (the resume test's subprocess runs the 1-thread default
     # of a 2-core machine)
-    monkeypatch.setattr(fastflow.extraction, "ENCODER_THREADS", 3)
+    monkeypatch.setattr(fastflow.extraction.writer, "ENCODER_THREADS", 3)
     bound = 40.0
     # the checkpoint path once (flo), the loaded model for the other formats
     src = {"checkpoint": str(data["ck"])} if fmt == "flo" else {"model": model}
@@ -289,7 +290,7 @@ def test_cli_user_errors_are_one_line(data, tmp_path):
     (fake / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
     cases = [
         (["extract", data["clip"], "--out", tmp_path / "o", "--checkpoint", data["ck"], "--ray"],
-         {"PYTHONPATH": str(fake)}, "pip install 'fastflow[cluster]'"),
+         {"PYTHONPATH": str(fake)}, "pip install '.[cluster]'"),
         (["extract", data["clip"], "--out", tmp_path / "o"], None, "no checkpoint given"),
         (["extract", data["clip"], "--out", tmp_path / "o", "--checkpoint", data["ck"], "--size", "64"], None,
          "HEIGHTxWIDTH"),
@@ -330,16 +331,20 @@ def test_ray_local_cluster(data, tmp_path, monkeypatch):
     marker = tmp_path / "killed-once"
     monkeypatch.setenv("_FASTFLOW_TEST_KILL_AFTER_PAIRS", "2")
     monkeypatch.setenv("_FASTFLOW_TEST_KILL_ONCE", str(marker))
-    # Ray starts its workers in the driver's folder, first on their sys.path: from a source checkout
-    # (CI's cwd) they would import its uncompiled fastflow/ instead of the installed package.
-    monkeypatch.chdir(tmp_path)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        s = fastflow.extract([data["walk"], data["clip"], data["dir"] / "corrupt.mp4"], tmp_path / "out",
-                             checkpoint=str(data["ck"]), ray=True, format="npy", batch=1)
-    finally:
-        ray.shutdown()
+    where = tmp_path / "where.json"  # each worker writes the fastflow package it imported
+    monkeypatch.setenv("_FASTFLOW_TEST_PAUSE_AFTER_PAIRS", "1")
+    monkeypatch.setenv("_FASTFLOW_TEST_PAUSE_FILE", str(where))
+    monkeypatch.setenv("_FASTFLOW_TEST_PAUSE_SECONDS", "0")
+    # The driver runs in the source tree's root (as the README has users do), where fastflow/ is the
+    # uncompiled checkout: the workers must still import the installed package. extract starts the
+    # local Ray itself (and shuts it down).
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert os.path.isdir("fastflow") and not ray.is_initialized()
+    s = fastflow.extract([data["walk"], data["clip"], data["dir"] / "corrupt.mp4"], tmp_path / "out",
+                         checkpoint=str(data["ck"]), ray=True, workers=2, format="npy", batch=1)
+    assert not ray.is_initialized()
     assert marker.exists()  # a worker did die mid-input
+    assert json.loads(where.read_text())["fastflow"] == os.path.dirname(fastflow.__file__)
     assert (s["done"], s["failed"], s["pairs"]) == (2, 1, 7), s
     assert "cannot read video" in s["results"][2]["reason"]
     for path, name in [(data["walk"], "walk"), (data["clip"], "clip")]:
@@ -352,7 +357,8 @@ def test_ray_local_cluster(data, tmp_path, monkeypatch):
 def test_progress_line_on_a_terminal():
     import io
 
-    from fastflow.extraction import Job, _Progress
+    from fastflow.extraction import Job
+    from fastflow.extraction.progress import Progress as _Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -367,7 +373,7 @@ def test_progress_line_on_a_terminal():
     p.close()
     text = out.getvalue()
     assert "walk 0/4 pairs" in text and "walk: done\n" in text and "bad.mp4: failed: cannot read video\n" in text
-    assert "[#############-------] 2/3 inputs" in text and "3 pairs" in text and "pairs/s" in text
+    assert "2/3 inputs" in text and "3 pairs" in text and "pairs/s" in text  # tqdm's bar
     assert text.endswith("\n") and "\r" in text
     quiet = Tty()
     p = _Progress(1, 1, False, stream=quiet)
