@@ -65,6 +65,14 @@ def _unreadable_checkpoint(path: str, e: BaseException, trusted: bool) -> str:
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")):
         return (f"{what}: it is an HTML page ({size} bytes), a failed download (Google Drive answers large "
                 "files with a confirmation page); download FlowNet2-S_checkpoint.pth.tar again from a browser")
+    if b"\0" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and text.strip():
+            start = text.strip().splitlines()[0][:40]
+            return f"{what}: it is a text file ({size} bytes, starting {start!r}), not a checkpoint"
     msg = str(e).strip() or type(e).__name__
     if "WeightsUnpickler error:" in msg:
         reason = msg.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0].split(". ")[0]
@@ -74,6 +82,8 @@ def _unreadable_checkpoint(path: str, e: BaseException, trusted: bool) -> str:
             return f"{what}: it holds Python objects besides tensors, which safe loading refuses ({_shorten(reason, 120)}){hint}"
         return f"{what}: {size} bytes of data that is not PyTorch's, or is truncated ({_shorten(reason, 120)})"
     reason = _shorten(msg.splitlines()[0].split(". ")[0])
+    if reason.strip().isdigit():  # torch's unpickler names only an opcode byte: meaningless to a user
+        reason = "neither a zip archive nor a pickle"
     if head.startswith(b"PK\x03\x04"):
         return f"{what}: a zip archive torch cannot open, probably truncated ({size} bytes): {reason}"
     return f"{what} ({size} bytes): {reason}; it may be truncated or not a .pth/.pth.tar file"

@@ -120,3 +120,29 @@ def test_unreadable_files_are_named_in_fastflow_words(tmp_path, weights):
     # the file with extra Python objects loads when trusted
     m = fastflow.FlowNet2S.from_checkpoint(tmp_path / "ns.pth", trusted=True)
     assert torch.equal(m.conv1[0].weight, weights["conv1.0.weight"])
+
+
+def test_text_file_and_folder_read_the_same_in_python_and_the_command(tmp_path):
+    """A text file given as the checkpoint is named a text file (it was '(10 bytes): 544502645', the
+    unpickler's opcode), and a folder is 'a directory' both from Python and from the command
+    (the command said 'not found') (issue 20, item 7)."""
+    from test_cli import assert_one_line_error, run
+
+    text = tmp_path / "notes.pth"
+    text.write_text("hello text\nsecond line")
+    with pytest.raises(CheckpointError, match=r"it is a text file \(22 bytes, starting 'hello text'\)"):
+        fastflow.FlowNet2S.from_checkpoint(text)
+    with pytest.raises(CheckpointError, match="directory, not a file"):
+        fastflow.FlowNet2S.from_checkpoint(tmp_path)
+    from fastflow.load import load_model
+
+    with pytest.raises(CheckpointError, match="directory, not a file"):
+        load_model(tmp_path, "cpu")
+    img = tmp_path / "a.png"
+    from PIL import Image
+    import numpy as np
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(img)
+    for ck, needle in ((text, "it is a text file"), (tmp_path, "directory, not a file")):
+        r = run("flow", img, img, "--checkpoint", ck, "--device", "cpu", "-o", tmp_path / "o.flo")
+        assert_one_line_error(r, needle)

@@ -203,14 +203,20 @@ def test_second_run_is_refused_and_a_stale_lock_taken_over(data, tmp_path, capfd
 
 
 # --------------------------------------------- items 1, 12, 13: workers, signals, a killed worker
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_workers_and_says_how_to_resume(data, tmp_path, sig):
+def _paused_two_worker_run(data, tmp_path):
+    """`fastflow extract --workers 2` paused after its first pair: (the Run, its output folder)."""
     out = tmp_path / "out"
     marker = tmp_path / "paused"
     r = Run("extract", *data["inputs"], "--out", out, "--checkpoint", data["ck"], "--device", "cpu",
             "--workers", "2", "--batch", "1",
             env=_env(_FASTFLOW_TEST_PAUSE_AFTER_PAIRS=1, _FASTFLOW_TEST_PAUSE_FILE=marker))
     wait_for_file(marker, r)
+    return r, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_workers_and_says_how_to_resume(data, tmp_path, sig):
+    r, out = _paused_two_worker_run(data, tmp_path)
     t0 = time.monotonic()
     r.signal(sig)
     rc, outp, err = r.wait(timeout=30)
@@ -223,12 +229,7 @@ def test_signal_stops_workers_and_says_how_to_resume(data, tmp_path, sig):
 
 
 def test_sigkill_of_the_parent_takes_the_workers_with_it(data, tmp_path):
-    out = tmp_path / "out"
-    marker = tmp_path / "paused"
-    r = Run("extract", *data["inputs"], "--out", out, "--checkpoint", data["ck"], "--device", "cpu",
-            "--workers", "2", "--batch", "1",
-            env=_env(_FASTFLOW_TEST_PAUSE_AFTER_PAIRS=1, _FASTFLOW_TEST_PAUSE_FILE=marker))
-    wait_for_file(marker, r)
+    r, out = _paused_two_worker_run(data, tmp_path)
     os.kill(r.p.pid, signal.SIGKILL)
     rc, _, _ = r.wait(timeout=30)
     assert rc == -signal.SIGKILL

@@ -225,6 +225,19 @@ def _chairs_copy(d, tmp_path, edit):
     return root
 
 
+def test_crop_report_of_frames_already_multiples_of_64(data):
+    """--crop on frames that are already multiples of 64 says they run as is, not 'centre-cropped
+    to' their own size (issue 20, item 7)."""
+    d, truths = data
+    res = validate(Oracle(truths["chairs"]), "chairs", d / "chairs")
+    res["crop"] = True  # the report of a --crop run on two frame sizes (this set's frames are under 64 px)
+    res["sizes"] = [{"frame": [256, 320], "network": [256, 320], "pairs": 1},
+                    {"frame": [260, 330], "network": [256, 320], "pairs": 1}]
+    report = format_report(res)
+    assert "1 pair of 256x320: run as is" in report
+    assert "1 pair of 260x330: centre-cropped to 256x320" in report
+
+
 def test_no_valid_ground_truth_is_an_error(data, tmp_path):
     """Every pixel unknown: an error naming the dataset, not an EPE of NaN and success."""
     d, _ = data

@@ -26,7 +26,7 @@ def format_report(res: dict) -> str:
             lines.append(f"  {_pairs(s['pairs'])} of {fh}x{fw}")
             continue
         nh, nw = s["network"]
-        if res.get("crop"):
+        if res.get("crop") and (fh, fw) != (nh, nw):
             how = f"centre-cropped to {nh}x{nw} (flownet2-pytorch's protocol), only the crop evaluated"
         elif (fh, fw) == (nh, nw):
             how = "run as is"
