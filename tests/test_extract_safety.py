@@ -305,6 +305,25 @@ def test_newcomer_messages(data, tmp_path):
     assert "Errno" not in str(e.value)
 
 
+def test_unusable_record_folder_is_named_before_any_flow(data, tmp_path):
+    """OUT/.fastflow-done a file (or unwritable): one error naming it, before any flow is computed
+    (it named OUT/<input> "Not a directory"; issue 20, item 14)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".fastflow-done").write_text("a file where the records go")
+    calls = []
+    model = data["model"]
+    real = model.forward
+    model.forward = lambda x: calls.append(1) or real(x)
+    try:
+        with pytest.raises(ValueError, match=r"\.fastflow-done exists and is not a folder") as e:
+            fastflow.extract(data["inputs"][0], out, model=model)
+    finally:
+        del model.forward
+    assert str(out / ".fastflow-done") in str(e.value) and not calls
+    assert sorted(p.name for p in out.iterdir()) == [".fastflow-done"]
+
+
 def test_summary_grammar_and_cpu_precision_record(data, tmp_path):
     from fastflow.extraction import format_summary
 

@@ -134,6 +134,7 @@ def extract(inputs, out, *, checkpoint: Optional[str] = None, model=None, random
     try:
         os.makedirs(out, exist_ok=True)
         lock.acquire()  # before the model loads: a second run on this folder stops at once
+        _check_record_dir(out)  # before any flow is computed that could not be recorded
         model, opts, wanted = _model_and_options(model, checkpoint, random_weights, device, precision, pool,
                                                  use_ray, format, step, size, short_side, bound, rgb)
         want = opts.record()
@@ -245,6 +246,23 @@ def _plan(jobs: List[Job], want: dict, overwrite: bool, results: List[dict]):
             results.append(result(job, "skipped", "finished earlier", rec.get("frames", 0), 0, 0.0,
                                   (rec.get("height"), rec.get("width"))))
     return todo, notes
+
+
+def _check_record_dir(out: str) -> None:
+    """OUT/.fastflow-done must be a folder this run can write: without it no input can be finished,
+    so say so now, naming it, instead of computing flows that could not be recorded."""
+    rec = os.path.join(out, RECORD_DIR)
+    if os.path.lexists(rec) and not os.path.isdir(rec):
+        raise ValueError(f"{rec} exists and is not a folder: it must hold extract's completion records "
+                         "(move the file away, or choose another --out)")
+    try:
+        os.makedirs(rec, exist_ok=True)
+        probe = os.path.join(rec, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"cannot write extract's completion records in {rec}: {e.strerror or e}") from None
 
 
 def _remove_if_empty(out: str) -> None:
