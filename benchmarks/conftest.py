@@ -1,9 +1,15 @@
 """Benchmark configuration: FASTFLOW_BENCH_SIZE (HxW, default 384x512 on CPU / 448x1024 on GPU),
 FASTFLOW_BENCH_BATCH (default 1), FASTFLOW_BENCH_DEVICE (default cuda if available)."""
 import os
+import sys
 
 import pytest
 import torch
+
+# As tests/conftest.py: `python -m pytest benchmarks` in the source folder puts that folder first on
+# sys.path, where fastflow/ is the uncompiled checkout; benchmark the installed package instead.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT]
 
 
 @pytest.fixture(scope="session")
