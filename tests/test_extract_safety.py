@@ -152,6 +152,29 @@ def test_damaged_videos_fail_not_renumbered(data, tmp_path, make):
     assert not (tmp_path / "out" / name).exists()
 
 
+def test_frame_size_change_midway_fails_the_input(data, tmp_path):
+    """An MJPG AVI whose frames change size midway (two clips of 64x48 and 80x64 joined without
+    re-encoding): ffmpeg rescaled the second part to the first's size unnoticed; now the input
+    fails naming both sizes, with no record and no files (issue 20, item 9)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    ff = imageio_ffmpeg.get_ffmpeg_exe()
+    for name, size in (("a", "64x48"), ("b", "80x64")):
+        subprocess.run([ff, "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=10", "-frames:v", "5",
+                        "-c:v", "mjpeg", str(tmp_path / f"{name}.avi")], check=True)
+    (tmp_path / "list.txt").write_text(f"file '{tmp_path / 'a.avi'}'\nfile '{tmp_path / 'b.avi'}'\n")
+    joined = tmp_path / "joined.avi"
+    subprocess.run([ff, "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(tmp_path / "list.txt"), "-c",
+                    "copy", str(joined)], check=True)
+    s = fastflow.extract([joined, tmp_path / "a.avi"], tmp_path / "out", model=data["model"], batch=4)
+    by = {r["name"]: r for r in s["results"]}
+    assert by["a"]["status"] == "done" and by["joined"]["status"] == "failed", by
+    assert "frame size changes midway (64x48 -> 80x64)" in by["joined"]["reason"], by["joined"]["reason"]
+    assert not (tmp_path / "out" / RECORD_DIR / "joined.json").exists() and not (tmp_path / "out" / "joined").exists()
+
+
 def test_intact_avi_is_done(data, tmp_path):
     s = fastflow.extract(_mjpg_avi(tmp_path, 6), tmp_path / "out", model=data["model"], format="npy")
     assert s["done"] == 1 and s["pairs"] == 5, s

@@ -4,15 +4,20 @@ to keep a constant rate), and the number of frames the container states, to comp
 ffmpeg's default output sync duplicates frames over gaps, so a damaged file would come out with the
 right count and shifted content; extract decodes with ``-fps_mode passthrough`` instead and fails an
 input whose decoded count differs from the container's (AVI: the frame count in its header, exact;
-other containers: duration x frame rate, within one frame)."""
+other containers: duration x frame rate, within one frame). With ``-noautoscale`` a frame size that
+changes midway fails the input too, instead of being rescaled to the first frame's size."""
 from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from typing import Iterator, Optional, Tuple
 
 __all__ = ["open_video", "container_frames", "VIDEO_HINT"]
+
+# ffmpeg's log line when the decoded frames change size (with -noautoscale they keep it)
+_SIZE_CHANGE = re.compile(r"video parameters changed to [^\n]*?\b(\d+)x(\d+)\b")
 
 VIDEO_HINT = "inputs are video files, folders of frames, or @list.txt files"
 # Magic numbers of video containers ffmpeg reads (offset, bytes): a file with none of them that
@@ -78,7 +83,9 @@ def _sync_args():
         major = int("".join(c for c in imageio_ffmpeg.get_ffmpeg_version().lstrip("n").split(".")[0] if c.isdigit()))
     except ValueError:
         major = 0
-    return ["-fps_mode", "passthrough"] if major >= 5 else ["-vsync", "passthrough"]
+    # -noautoscale (ffmpeg >= 4.4): frames keep their own size, so a size change midway breaks the
+    # raw stream (and is reported) instead of being rescaled to the first frame's size unnoticed.
+    return ["-fps_mode", "passthrough", "-noautoscale"] if major >= 5 else ["-vsync", "passthrough"]
 
 
 def open_video(path: str):
@@ -111,6 +118,11 @@ def open_video(path: str):
         except ValueError:
             raise
         except Exception as e:  # noqa: BLE001
+            changed = _SIZE_CHANGE.search(str(e))
+            if changed:
+                raise ValueError(f"the frame size changes midway ({w}x{h} -> {changed.group(1)}x"
+                                 f"{changed.group(2)}); extract does not rescale frames silently: re-encode the "
+                                 "video at one size") from None
             raise ValueError(f"cannot read video {path}: {str(e).strip().splitlines()[0] if str(e) else e!r}") from None
         finally:
             gen.close()
